@@ -1,0 +1,59 @@
+"""Action plugin: keep the credential register (SOP step 5) on the controller.
+
+Adds a password for every account that has none, writes the encrypted register
+atomically *before* any account is created, and returns only the hashes (the
+task must be ``no_log``). Existing passwords never change.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+try:
+    from sop.register import Register, RegisterError, vault_password
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from sop.register import Register, RegisterError, vault_password
+
+DOCUMENTATION = r"""
+name: sop_register
+short_description: Ensure every account has a password in the encrypted register
+options:
+  path: {description: Register file (ansible-vault encrypted YAML)., type: path, required: true}
+  password_file: {description: Vault password file (else $SOP_VAULT_PASSWORD[_FILE])., type: path}
+  accounts: {description: Accounts from the sop_accounts filter., type: list, required: true}
+"""
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(("path", "password_file", "accounts"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(
+            argument_spec={
+                "path": {"type": "path", "required": True},
+                "password_file": {"type": "path"},
+                "accounts": {"type": "list", "elements": "dict", "required": True},
+            }
+        )
+        try:
+            register = Register(args["path"], vault_password(args.get("password_file")))
+            added = register.ensure(args["accounts"])
+            if added and not self._task.check_mode:
+                register.save()
+        except RegisterError as exc:
+            raise AnsibleActionFail(str(exc)) from exc
+        hashes = register.hashes()
+        if self._task.check_mode:
+            # Nothing was written: new accounts get a hash that logs nobody in.
+            for account_id in added:
+                hashes[account_id] = "!"
+        result.update(changed=bool(added), added=added, hashes=hashes)
+        return result

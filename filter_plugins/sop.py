@@ -1,0 +1,50 @@
+"""Filters over the project's Python package (``scripts/sop``).
+
+Thin wrappers: validation and desired-state derivation live in the package,
+so `sop validate`, the pull-request check and the playbook never disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from sop import model, validate
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from sop import model, validate
+
+
+def sop_requests(path: str, policy: dict | None = None) -> list[dict]:
+    """Load and validate every request under ``path``; fail with every problem."""
+    requests, problems = validate.validate_paths([path], policy)
+    if problems:
+        lines = "\n".join(str(p) for p in problems)
+        raise AnsibleFilterError(
+            f"{len(problems)} problem(s) in the requests; nothing was changed:\n{lines}"
+        )
+    return requests
+
+
+def sop_parse_size(text: str) -> int:
+    try:
+        return validate.parse_size(str(text))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"not a size: {text!r}") from exc
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "sop_requests": sop_requests,
+            "sop_accounts": model.accounts,
+            "sop_mail_data": model.mail_data,
+            "sop_zone_records": model.zone_records,
+            "sop_vhosts": model.vhosts,
+            "sop_hosting_accounts": model.hosting_accounts,
+            "sop_storage_demand": model.storage_demand,
+            "sop_parse_size": sop_parse_size,
+        }

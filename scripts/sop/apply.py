@@ -1,0 +1,332 @@
+"""`sop apply`: run site.yml through ansible-runner, then steps 7-8.
+
+One apply at a time (a lock in the state folder). Progress is shown per SOP
+step in Bahasa Indonesia. After a successful run: post-checks, printouts for
+requests with new (or reset) passwords, and the run report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import documents, model, postcheck
+from .config import Settings
+from .register import Register, vault_password
+from .steps import STEPS, steps_of_play
+from .validate import validate_paths
+
+APPLIED_FILE = "applied.json"
+
+
+class ApplyError(Exception):
+    """A run that cannot start or did not finish (plain words)."""
+
+
+@contextlib.contextmanager
+def apply_lock(state_dir: Path):
+    """Refuse a second concurrent apply instead of interleaving it."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / "apply.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise ApplyError(
+                f"another sop apply is running (process {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Progress:
+    """Collects ansible-runner events: per-step timing, changes, failures."""
+
+    out: Callable[[str], None] = print
+    started: float = field(default_factory=time.monotonic)
+    step_seconds: dict[int, float] = field(default_factory=dict)
+    step_failed: set[int] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    _current: list[int] = field(default_factory=list)
+    _since: float = 0.0
+
+    def _close_step(self, now: float) -> None:
+        if self._current:
+            share = (now - self._since) / len(self._current)
+            for n in self._current:
+                self.step_seconds[n] = self.step_seconds.get(n, 0.0) + share
+
+    def finish(self) -> None:
+        self._close_step(time.monotonic())
+        self._current = []
+
+    def handle(self, event: dict) -> bool:
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        now = time.monotonic()
+        if kind == "playbook_on_play_start":
+            self._close_step(now)
+            self._current = steps_of_play(data.get("play", ""))
+            self._since = now
+            for n in self._current:
+                self.out(f"[{now - self.started:6.1f} s] Langkah {n}: {STEPS[n].name}")
+        elif kind == "runner_on_ok" and data.get("res", {}).get("changed"):
+            task = data.get("task", "")
+            self.out(f"{'':10}  diubah: {task} ({data.get('host')})")
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+            "ignore_errors"
+        ):
+            res = data.get("res", {})
+            msg = res.get("msg") or res.get("stderr") or "failed"
+            if res.get("censored"):
+                msg = "failed (details hidden: the task handles secrets)"
+            self.failures.append(f"{data.get('host')}: {data.get('task')}: {msg}")
+            self.step_failed.update(self._current)
+            self.out(f"{'':10}  GAGAL: {data.get('task')} ({data.get('host')}): {msg}")
+        return True  # ansible-runner keeps the event only when the handler says so
+
+
+def _load_applied(state_dir: Path) -> set[str]:
+    try:
+        return set(json.loads((state_dir / APPLIED_FILE).read_text()))
+    except (OSError, ValueError):
+        return set()
+
+
+def _save_applied(state_dir: Path, labels: set[str]) -> None:
+    tmp = state_dir / (APPLIED_FILE + ".tmp")
+    tmp.write_text(json.dumps(sorted(labels)))
+    os.replace(tmp, state_dir / APPLIED_FILE)
+
+
+def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
+                 extravars: dict | None = None, check: bool = False):
+    import ansible_runner
+
+    env = {
+        "ANSIBLE_CONFIG": str(settings.repo_root / "ansible.cfg"),
+        "ANSIBLE_HOME": str(settings.repo_root / ".ansible"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        # ansible-playbook from the same environment as this Python.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(settings.repo_root / "scripts"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return ansible_runner.run(
+        private_data_dir=str(run_dir),
+        project_dir=str(settings.repo_root),
+        playbook=str(settings.repo_root / "playbooks" / "site.yml"),
+        inventory=str(settings.inventory),
+        envvars=env,
+        extravars=extravars or {},
+        cmdline="--check --diff" if check else None,
+        event_handler=progress.handle,
+        quiet=True,
+        suppress_env_files=True,
+        suppress_ansible_output=True,
+    )
+
+
+def apply(settings: Settings, overcommit: bool = False, check: bool = False,
+          out: Callable[[str], None] = print) -> dict:
+    """Run the whole SOP for the inventory; returns the run record."""
+    state_dir = settings.state_dir
+    with apply_lock(state_dir):
+        return _apply_locked(settings, overcommit, check, out)
+
+
+def _apply_locked(settings: Settings, overcommit: bool, check: bool,
+                  out: Callable[[str], None]) -> dict:
+    state_dir = settings.state_dir
+    started = dt.datetime.now(dt.timezone.utc)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ")
+    requests_dir = settings.path("sop_requests_dir")
+    requests, problems = validate_paths([requests_dir], settings.policy)
+    if problems:
+        for p in problems:
+            out(f"  {p}")
+        raise ApplyError(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
+    applied_before = _load_applied(state_dir)
+    new = [r["subdomain"] for r in requests if r["subdomain"] not in applied_before]
+    out(f"Permohonan: {len(requests)}; baru pada proses ini: {', '.join(new) or '-'}")
+
+    progress = Progress(out=out)
+    extravars = {"sop_storage_overcommit": True} if overcommit else {}
+    t0 = time.monotonic()
+    result = run_playbook(settings, state_dir / "runs" / run_id, progress, extravars, check)
+    progress.finish()
+    ansible_seconds = time.monotonic() - t0
+    ok = result.rc == 0 and result.status == "successful"
+    stats = result.stats or {}
+
+    register = Register(settings.path("sop_register_file"),
+                        vault_password(settings.path("sop_vault_password_file")))
+    record = {
+        "run_id": run_id,
+        "started": started.isoformat(timespec="seconds"),
+        "controller": socket.gethostname(),
+        "inventory": str(settings.inventory.relative_to(settings.repo_root))
+        if settings.inventory.is_relative_to(settings.repo_root) else str(settings.inventory),
+        "status": "ok" if ok else "failed",
+        "failure": None if ok else ("; ".join(progress.failures) or _tail(result)),
+        "check_mode": check,
+        "overcommit": overcommit,
+        "requests": [
+            {"subdomain": r["subdomain"], "agency": r["agency"]["name"],
+             "new": r["subdomain"] in new}
+            for r in requests
+        ],
+        "changed": dict(stats.get("changed", {})),
+        "ansible_seconds": round(ansible_seconds, 1),
+        "notes": [],
+        "storage": _storage_from_events(result),
+        "postchecks": [],
+    }
+    if overcommit:
+        record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
+
+    printouts: list[Path] = []
+    if ok and not check:
+        t = time.monotonic()
+        record["postchecks"] = postcheck.run_postchecks(
+            requests, register.accounts, settings.get("sop_postcheck") or {}
+        )
+        progress.step_seconds[8] = time.monotonic() - t
+        t = time.monotonic()
+        printouts = _print_due(settings, register, requests, set(new))
+        progress.step_seconds[7] = time.monotonic() - t
+        _save_applied(state_dir, applied_before | {r["subdomain"] for r in requests})
+        failed_checks = [c for c in record["postchecks"] if not c["ok"]]
+        if failed_checks:
+            record["status"] = "failed"
+            record["failure"] = "post-check failed: " + ", ".join(
+                f"{c['check']} {c['target']}" for c in failed_checks
+            )
+    record["printouts"] = [str(p) for p in printouts]
+    record["steps"] = _steps(progress, ok, check, printouts)
+    record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t = time.monotonic()
+    report_paths = documents.render_report(
+        {k: v for k, v in record.items() if k != "printouts"},
+        settings.documents(), state_dir / "reports"
+    )
+    record["report"] = {k: str(v) for k, v in report_paths.items()}
+    record["report_seconds"] = round(time.monotonic() - t, 2)
+    return record
+
+
+def _tail(result, lines: int = 5) -> str:
+    """Last lines of Ansible's output, for a failure no task event explains."""
+    try:
+        text = result.stdout.read()
+    except (AttributeError, OSError):
+        text = ""
+    tail = " / ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+    return f"ansible-playbook exited with {result.rc}: {tail or 'no output'}"
+
+
+def _steps(progress: Progress, ok: bool, check: bool, printouts: list[Path]) -> list[dict]:
+    steps = []
+    for n in range(1, 9):
+        seconds = progress.step_seconds.get(n)
+        if n in progress.step_failed:
+            status = "failed"
+        elif seconds is None:
+            status = "skipped"
+        else:
+            status = "ok"
+        detail = ""
+        if n in (1, 2):
+            detail = "Disetujui melalui pull request; permohonan divalidasi."
+        if n == 7:
+            detail = f"{len(printouts)} dokumen cetak dibuat."
+        steps.append({
+            "number": n,
+            "name": STEPS[n].name,
+            "standard_minutes": STEPS[n].standard_minutes,
+            "seconds": round(seconds or 0.0, 2),
+            "status": "skipped" if (check and n in (7, 8)) else status,
+            "output": STEPS[n].output,
+            "detail": detail,
+        })
+    if not ok:
+        for s in steps:
+            if s["status"] == "skipped" and s["number"] > 2:
+                s["detail"] = "Tidak dijalankan karena langkah sebelumnya gagal."
+    return steps
+
+
+def _storage_from_events(result) -> list[dict]:
+    """The storage check's figures, from the set_fact event of the role."""
+    out = []
+    for event in result.events:
+        data = event.get("event_data") or {}
+        facts = (data.get("res") or {}).get("ansible_facts") or {}
+        for entry in facts.get("storage_check_result") or []:
+            out.append({"host": data.get("host"), **{k: v for k, v in entry.items()
+                                                     if k != "message"}})
+    return out
+
+
+def _print_due(settings: Settings, register: Register, requests: list[dict],
+               new: set[str]) -> list[Path]:
+    """Printouts for new requests and for those with a reset password."""
+    out_dir = settings.state_dir / "printouts"
+    printed = []
+    changed = False
+    for req in requests:
+        creds = register.for_subdomain(req["subdomain"])
+        due = req["subdomain"] in new or any(c.get("reprint") for c in creds.values())
+        if not due or not creds:
+            continue
+        printed.append(documents.render_printout(req, creds, settings.documents(), out_dir))
+        for entry in creds.values():
+            if entry.get("reprint"):
+                entry["reprint"] = False
+                changed = True
+    if changed:
+        register.save()
+    return printed
+
+
+def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
+    """`sop print`: the printout of each named request (all when none named)."""
+    requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
+    if problems:
+        raise ApplyError(f"{len(problems)} problem(s) in the requests; run sop validate")
+    by_label = {r["subdomain"]: r for r in requests}
+    unknown = [x for x in labels if x not in by_label]
+    if unknown:
+        raise ApplyError(f"no request named {', '.join(unknown)}")
+    register = Register(settings.path("sop_register_file"),
+                        vault_password(settings.path("sop_vault_password_file")))
+    out = []
+    for label in labels or sorted(by_label):
+        creds = register.for_subdomain(label)
+        if not creds:
+            print(f"{label}: no accounts in the register yet (run sop apply)", file=sys.stderr)
+            continue
+        out.append(documents.render_printout(by_label[label], creds, settings.documents(),
+                                             settings.state_dir / "printouts"))
+    return out
+
+
+def account_ids(requests: list[dict]) -> list[str]:
+    return [a["id"] for a in model.accounts(requests)]

@@ -1,0 +1,642 @@
+"""Printed and reported documents (SOP steps 7, 8 and 9).
+
+Two documents, both in Bahasa Indonesia because they are filed as government
+records:
+
+* the credential printout (steps 7 and 9): one PDF per request with the
+  account data (page 1, confidential) and the handover receipt ("berita acara
+  serah terima", page 2);
+* the run report (step 8): Markdown, JSON and PDF, never holding a password.
+
+The layout lives in Jinja2 templates (``templates/*.html.j2``, ``style.css``)
+so an administrator can change the letterhead without touching Python; a
+folder named by ``settings["templates_dir"]`` is searched first, so a single
+template can be overridden by dropping a file of the same name there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+MONTHS_ID = (
+    "Januari",
+    "Februari",
+    "Maret",
+    "April",
+    "Mei",
+    "Juni",
+    "Juli",
+    "Agustus",
+    "September",
+    "Oktober",
+    "November",
+    "Desember",
+)
+WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
+
+# Indonesia's three time zones; anything else is shown as a plain UTC offset.
+_TZ_NAMES = {0: "UTC", 7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
+
+STATUS_ID = {
+    "ok": "BERHASIL",
+    "failed": "GAGAL",
+    "skipped": "DILEWATI",
+    "changed": "BERHASIL",
+}
+CATEGORY_ID = {
+    "instansi": "Nama instansi",
+    "layanan_publik": "Nama layanan publik",
+    "layanan": "Nama layanan publik",
+    "kegiatan": "Nama kegiatan",
+}
+CHECK_NAMES_ID = {"dns": "DNS", "http": "HTTP", "https": "HTTPS", "imap": "IMAP", "smtp": "SMTP"}
+
+# Words kept in lower case when an upper-case letterhead line is used in a
+# sentence ("DINAS KOMUNIKASI DAN INFORMATIKA" -> "Dinas Komunikasi dan
+# Informatika").
+_LOWER_WORDS = frozenset({"dan", "atau", "di", "ke", "dari", "untuk", "pada", "serta", "yang"})
+
+_SAFE_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+# ---------------------------------------------------------------------------
+# Formatting helpers (also registered as template filters)
+# ---------------------------------------------------------------------------
+
+
+def _decimal_id(value: float, digits: int = 1) -> str:
+    """``1234.5`` -> ``"1.234,5"`` (Indonesian separators)."""
+    text = f"{value:,.{digits}f}"
+    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+def _integer_id(value: int) -> str:
+    return f"{value:,d}".replace(",", ".")
+
+
+def format_duration_id(seconds: float) -> str:
+    """Format a duration for people: ``"12,3 detik"``, ``"1 menit 5 detik"``.
+
+    Below one minute the value keeps one decimal; from one minute on it is
+    rounded to whole seconds and zero parts are left out
+    (``"2 menit"``, ``"1 jam 5 detik"``).
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"duration must be a number of seconds, not {seconds!r}")
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        raise ValueError(f"duration must be zero or positive, not {seconds!r}")
+    if round(seconds, 1) < 60:
+        return f"{_decimal_id(seconds, 1)} detik"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = []
+    if hours:
+        parts.append(f"{_integer_id(hours)} jam")
+    if minutes:
+        parts.append(f"{minutes} menit")
+    if secs:
+        parts.append(f"{secs} detik")
+    return " ".join(parts)
+
+
+def _to_date(value: str | date) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return date.fromisoformat(text)
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+        except ValueError:
+            pass
+        raise ValueError(f"not an ISO date: {value!r}")
+    raise TypeError(f"not a date: {value!r}")
+
+
+def format_date_id(iso: str | date) -> str:
+    """``"2026-11-20"`` (or a ``date``/``datetime``/ISO timestamp) -> ``"20 November 2026"``."""
+    day = _to_date(iso)
+    return f"{day.day} {MONTHS_ID[day.month - 1]} {day.year}"
+
+
+def format_weekday_id(iso: str | date) -> str:
+    return WEEKDAYS_ID[_to_date(iso).weekday()]
+
+
+def _to_datetime(value: str | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        raise ValueError(f"not an ISO timestamp: {value!r}")
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+def format_datetime_id(value: str | datetime | None) -> str:
+    """``"2026-11-30T05:21:00+00:00"`` -> ``"30 November 2026 pukul 05.21.00 UTC"``."""
+    if value is None or value == "":
+        return "-"
+    moment = _to_datetime(value)
+    text = f"{format_date_id(moment)} pukul {moment:%H.%M.%S}"
+    offset = moment.utcoffset()
+    if offset is None:
+        return text
+    seconds = int(offset.total_seconds())
+    if seconds in _TZ_NAMES:
+        return f"{text} {_TZ_NAMES[seconds]}"
+    sign = "+" if seconds >= 0 else "-"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{text} UTC{sign}{hours:02d}.{minutes:02d}"
+
+
+def format_bytes_id(value: int | None) -> str:
+    """Bytes in binary units with a decimal comma: ``2147483648`` -> ``"2,0 GiB"``."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"size must be a number of bytes, not {value!r}")
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if size < 1024:
+        return f"{sign}{int(size)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        size /= 1024
+        if round(size, 1) < 1024 or unit == "PiB":
+            return f"{sign}{_decimal_id(size, 1)} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_minutes_id(minutes: int | float | None) -> str:
+    """The SOP's standard time: ``15`` -> ``"15 menit"``."""
+    if minutes is None:
+        return "-"
+    if float(minutes).is_integer():
+        return f"{int(minutes)} menit"
+    return f"{_decimal_id(minutes, 1)} menit"
+
+
+def _title_id(text: str) -> str:
+    """Sentence use of an upper-case letterhead line, Indonesian title case."""
+    words = []
+    for index, word in enumerate(text.split()):
+        lower = word.lower()
+        if index and lower in _LOWER_WORDS:
+            words.append(lower)
+        else:
+            words.append("-".join(part[:1].upper() + part[1:] for part in lower.split("-")))
+    return " ".join(words)
+
+
+def _md_cell(value: Any) -> str:
+    """A value made safe for one Markdown table cell."""
+    if value is None:
+        return "-"
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text)
+    return text.strip() or "-"
+
+
+def _address(value: Any) -> Markup:
+    """An email address for HTML that may wrap before the "@" when it must.
+
+    Use it on text placed directly in a table cell: WeasyPrint 70 mis-measures
+    a <wbr> inside a nested inline element.
+    """
+    local, at, domain = str(value).partition("@")
+    if not at:
+        return Markup.escape(str(value))
+    return Markup.escape(local) + Markup("<wbr>@") + Markup.escape(domain)
+
+
+def _css_string(value: Any) -> Markup:
+    """A value as a quoted CSS string, safe inside a <style> element."""
+    out = []
+    for char in str(value):
+        if char.isalnum() or char in " .,:;-_/()@":
+            out.append(char)
+        else:
+            out.append(f"\\{ord(char):x} ")
+    # Safe: every character outside a small plain set is a CSS escape above.
+    return Markup('"' + "".join(out) + '"')  # noqa: S704
+
+
+# ---------------------------------------------------------------------------
+# Template environment and PDF rendering
+# ---------------------------------------------------------------------------
+
+
+def _environment(settings: Mapping[str, Any]) -> jinja2.Environment:
+    search = [str(TEMPLATES_DIR)]
+    override = settings.get("templates_dir")
+    if override:
+        search.insert(0, str(Path(override)))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "xml", "html.j2", "xml.j2"),
+            default_for_string=True,
+            default=False,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        date_id=format_date_id,
+        weekday_id=format_weekday_id,
+        datetime_id=format_datetime_id,
+        duration_id=lambda s: "-" if s is None else format_duration_id(s),
+        bytes_id=format_bytes_id,
+        minutes_id=format_minutes_id,
+        title_id=_title_id,
+        mdcell=_md_cell,
+        css_string=_css_string,
+        address=_address,
+    )
+    return env
+
+
+def _pdf_bytes(html: str) -> bytes:
+    from weasyprint import HTML
+    from weasyprint.urls import URLFetcher
+
+    # Local files only (the logo): no network while printing, and a resource
+    # that cannot be read stops the rendering instead of being left out.
+    fetcher = URLFetcher(allowed_protocols=("file", "data"), fail_on_errors=True)
+    return HTML(string=html, base_url=str(TEMPLATES_DIR), url_fetcher=fetcher).write_pdf()
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically, never with looser permissions than ``mode``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _letterhead(settings: Mapping[str, Any]) -> dict[str, Any]:
+    head = dict(settings.get("letterhead") or {})
+    for key in ("regency", "office", "division", "address", "phone", "email", "city", "logo"):
+        head.setdefault(key, None)
+    if not head["regency"] or not head["office"]:
+        raise ValueError("settings.letterhead needs at least 'regency' and 'office'")
+    logo = head["logo"]
+    head["logo_uri"] = None
+    if logo:
+        logo_path = Path(logo).expanduser()
+        if not logo_path.is_file():
+            raise FileNotFoundError(f"letterhead logo not found: {logo_path}")
+        head["logo_uri"] = logo_path.resolve().as_uri()
+    regency = str(head["regency"])
+    # "PEMERINTAH KABUPATEN SUMBA BARAT DAYA" -> "Kabupaten Sumba Barat Daya"
+    head.setdefault("regency_name", _title_id(re.sub(r"^PEMERINTAH\s+", "", regency, flags=re.I)))
+    head.setdefault("office_name", f"{_title_id(str(head['office']))} {head['regency_name']}")
+    return head
+
+
+# ---------------------------------------------------------------------------
+# Credential printout (SOP steps 7 and 9)
+# ---------------------------------------------------------------------------
+
+
+def _credential(credentials: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    entry = credentials.get(key)
+    if not entry or not entry.get("password") or not entry.get("username"):
+        raise ValueError(f"no username/password in the register for {key!r}")
+    return entry
+
+
+def _printout_context(
+    request: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    today: date | None,
+) -> dict[str, Any]:
+    today = today or date.today()
+    subdomain = request["subdomain"]
+    if not _SAFE_SUBDOMAIN.match(str(subdomain)):
+        raise ValueError(f"not a subdomain label: {subdomain!r}")
+    agency = dict(request["agency"])
+    agency.setdefault("abbreviation", None)
+    agency.setdefault("ends", None)
+    category = agency.get("category") or "instansi"
+    agency["category_label"] = CATEGORY_ID.get(category, _title_id(str(category).replace("_", " ")))
+    contact = {"name": None, "nip": None, "position": None, "phone": None}
+    contact.update(request.get("contact") or {})
+    letter = {"number": None, "date": None, "subject": None}
+    letter.update(request.get("letter") or {})
+
+    used: list[Mapping[str, Any]] = []
+    hosting = None
+    if request.get("hosting"):
+        sftp = settings.get("sftp") or {}
+        entry = _credential(credentials, f"hosting:{subdomain}")
+        used.append(entry)
+        hosting = {
+            "host": sftp.get("host") or request["fqdn"],
+            "port": sftp.get("port") or 22,
+            "username": entry["username"],
+            "password": entry["password"],
+            "quota_bytes": request["hosting"].get("quota_bytes"),
+        }
+
+    mailboxes: list[dict[str, Any]] = []
+    aliases: list[dict[str, Any]] = []
+    mail = request.get("mail")
+    if mail:
+        for box in mail.get("mailboxes") or []:
+            entry = _credential(credentials, box["address"])
+            used.append(entry)
+            mailboxes.append(
+                {
+                    "address": box["address"],
+                    "username": entry["username"],
+                    "password": entry["password"],
+                    "holder": box.get("holder"),
+                    "position": box.get("position"),
+                    "quota_bytes": box.get("quota_bytes"),
+                }
+            )
+        numbers = {box["address"]: index for index, box in enumerate(mailboxes, start=1)}
+        for alias in mail.get("aliases") or []:
+            targets = list(alias.get("to") or [])
+            aliases.append(
+                {
+                    "address": alias["address"],
+                    "to": targets,
+                    # positions in the mailbox list when every target is one of them
+                    "to_mailboxes": (
+                        [numbers[t] for t in targets]
+                        if targets and all(t in numbers for t in targets)
+                        else None
+                    ),
+                }
+            )
+
+    # Width of the password column: as wide as the longest password in the
+    # monospace face (10 pt bold DejaVu Sans Mono: 0.213 cm a character) so a
+    # password stays on one line and the addresses get the rest of the page.
+    longest = max((len(str(box["password"])) for box in mailboxes), default=0)
+    password_column_cm = round(min(max(longest * 0.213 + 0.45, 3.6), 7.0), 2)
+
+    client = {
+        "imap_host": None,
+        "imap_port": 993,
+        "imap_security": "SSL/TLS",
+        "smtp_host": None,
+        "smtp_port": 587,
+        "smtp_security": "STARTTLS",
+    }
+    client.update(settings.get("mail_client") or {})
+    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
+    admin.update(settings.get("administrator") or {})
+    created = sorted({str(e["created"]) for e in used if e.get("created")})
+
+    scheme = settings.get("web_scheme") or "https"
+    return {
+        "request": request,
+        "settings": settings,
+        "letterhead": _letterhead(settings),
+        "administrator": admin,
+        "today": today,
+        "subdomain": subdomain,
+        "fqdn": request["fqdn"],
+        "url": f"{scheme}://{request['fqdn']}",
+        "letter": letter,
+        "agency": agency,
+        "contact": contact,
+        "hosting": hosting,
+        "mailboxes": mailboxes,
+        "aliases": aliases,
+        "mail_client": client,
+        "password_column_cm": password_column_cm,
+        "accounts_created": created,
+        "reprint": any(bool(e.get("reprint")) for e in used),
+        "footer_note": (
+            "Dihasilkan oleh Sistem SOP Pembuatan Subdomain dan Email Instansi, "
+            f"{format_date_id(today)}"
+        ),
+    }
+
+
+def render_printout_html(
+    request: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    today: date | None = None,
+) -> str:
+    """The credential printout as HTML (page 1: account data, page 2: handover receipt)."""
+    context = _printout_context(request, credentials, settings, today)
+    return _environment(settings).get_template("printout.html.j2").render(context)
+
+
+def render_printout(
+    request: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    out_dir: Path,
+    today: date | None = None,
+) -> Path:
+    """Write ``out_dir/<subdomain>.pdf`` (mode 0600, folder 0700 when created) and return it."""
+    html = render_printout_html(request, credentials, settings, today)
+    pdf = _pdf_bytes(html)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = out_dir / f"{request['subdomain']}.pdf"
+    _write_file(path, pdf, 0o600)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Run report (SOP step 8)
+# ---------------------------------------------------------------------------
+
+
+def _walk_keys(value: Any, trail: str = "run") -> Iterator[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key), f"{trail}.{key}"
+            yield from _walk_keys(item, f"{trail}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _walk_keys(item, f"{trail}[{index}]")
+
+
+def _refuse_secrets(run: Mapping[str, Any]) -> None:
+    for key, where in _walk_keys(run):
+        lowered = key.lower()
+        if "password" in lowered or "passwd" in lowered:
+            raise ValueError(f"the run report must not hold passwords: found key {where}")
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        delta: timedelta = _to_datetime(end) - _to_datetime(start)
+    except (TypeError, ValueError):
+        return None
+    return max(delta.total_seconds(), 0.0)
+
+
+def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    steps = []
+    for step in run.get("steps") or []:
+        item = {
+            "number": None,
+            "name": None,
+            "standard_minutes": None,
+            "seconds": None,
+            "status": None,
+            "output": None,
+            "detail": None,
+        }
+        item.update(step)
+        item["status_label"] = STATUS_ID.get(str(item["status"]), str(item["status"]).upper())
+        steps.append(item)
+
+    storage = []
+    for entry in run.get("storage") or []:
+        item = {
+            "host": None,
+            "mount": None,
+            "paths": [],
+            "capacity_bytes": None,
+            "free_bytes": None,
+            "allocated_bytes": None,
+            "reserve_percent": None,
+            "free_bytes_before": None,
+            "free_bytes_after": None,
+            "allocated_bytes_before": None,
+            "allocated_bytes_after": None,
+        }
+        item.update(entry)
+        storage.append(item)
+    storage_has_before_after = any(
+        s[k] is not None
+        for s in storage
+        for k in (
+            "free_bytes_before",
+            "free_bytes_after",
+            "allocated_bytes_before",
+            "allocated_bytes_after",
+        )
+    )
+
+    postchecks = []
+    for check in run.get("postchecks") or []:
+        item = {"subdomain": None, "check": None, "target": None, "ok": False, "detail": None}
+        item.update(check)
+        item["check_label"] = CHECK_NAMES_ID.get(str(item["check"]).lower(), str(item["check"]))
+        item["result_label"] = "OK" if item["ok"] else "GAGAL"
+        postchecks.append(item)
+
+    requests = []
+    for req in run.get("requests") or []:
+        item = {"subdomain": None, "agency": None, "new": None}
+        item.update(req)
+        requests.append(item)
+
+    measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
+    standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
+    status = str(run.get("status"))
+    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
+    admin.update(settings.get("administrator") or {})
+    head = {"name": None, "nip": None, "position": None}
+    head.update(settings.get("head_of_division") or {})
+    if not head["position"]:
+        division = (settings.get("letterhead") or {}).get("division")
+        head["position"] = f"Kepala {division}" if division else "Kepala Bidang"
+    finished = run.get("finished")
+    report_day = _to_date(finished or run.get("started") or date.today())
+    return {
+        "run": run,
+        "settings": settings,
+        "letterhead": _letterhead(settings),
+        "administrator": admin,
+        "head_of_division": head,
+        "run_id": run["run_id"],
+        "started": run.get("started"),
+        "finished": finished,
+        "elapsed_seconds": _seconds_between(run.get("started"), finished),
+        "controller": run.get("controller"),
+        "inventory": run.get("inventory"),
+        "status": status,
+        "status_label": STATUS_ID.get(status, status.upper()),
+        "failure": run.get("failure"),
+        "requests": requests,
+        "steps": steps,
+        "steps_seconds_total": sum(measured) if measured else None,
+        "steps_standard_total": sum(standard) if standard else None,
+        "storage": storage,
+        "storage_has_before_after": storage_has_before_after,
+        "postchecks": postchecks,
+        "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
+        "notes": [str(n) for n in run.get("notes") or []],
+        "changed": dict(run.get("changed") or {}),
+        "report_date": report_day,
+        "footer_note": (
+            "Dihasilkan oleh Sistem SOP Pembuatan Subdomain dan Email Instansi, "
+            f"{format_date_id(report_day)}"
+        ),
+    }
+
+
+def render_report(
+    run: Mapping[str, Any], settings: Mapping[str, Any], out_dir: Path
+) -> dict[str, Path]:
+    """Write ``out_dir/<run_id>.md``, ``.json`` and ``.pdf``; return their paths by kind.
+
+    Raises ValueError when any key anywhere in ``run`` names a password: the
+    report is published, passwords never belong in it.
+    """
+    _refuse_secrets(run)
+    run_id = str(run.get("run_id") or "")
+    if not _SAFE_RUN_ID.match(run_id):
+        raise ValueError(f"run_id is not usable as a file name: {run_id!r}")
+    context = _report_context(run, settings)
+    env = _environment(settings)
+    markdown = env.get_template("report.md.j2").render(context)
+    html = env.get_template("report.html.j2").render(context)
+    document = json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+    pdf = _pdf_bytes(html)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    paths = {
+        "md": out_dir / f"{run_id}.md",
+        "json": out_dir / f"{run_id}.json",
+        "pdf": out_dir / f"{run_id}.pdf",
+    }
+    _write_file(paths["md"], markdown.encode("utf-8"), 0o640)
+    _write_file(paths["json"], document.encode("utf-8"), 0o640)
+    _write_file(paths["pdf"], pdf, 0o640)
+    return paths

@@ -1,0 +1,181 @@
+"""Desired state: what the servers must hold, derived from validated requests.
+
+Every function here is pure: it takes normalized requests (the output of
+``sop.validate.validate_paths``) and settings, and returns plain data for the
+daemon-shaped roles (``bind_zone_records``, ``postfix_*``, ``dovecot_users``,
+``nginx_vhosts``, ``sftp_hosting_accounts``). Only this module and the playbook
+know what a request is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+HOSTING_PREFIX = "w-"
+# Linux user names are at most 32 characters (useradd).
+_MAX_USERNAME = 32
+
+
+def hosting_username(label: str) -> str:
+    """The hosting (SFTP) account name of a subdomain label.
+
+    The prefix keeps agency accounts apart from system accounts (a label may
+    well be ``daemon`` or ``backup``). Long labels are shortened with a hash
+    suffix so two long labels never collide.
+    """
+    name = HOSTING_PREFIX + label
+    if len(name) <= _MAX_USERNAME:
+        return name
+    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
+    keep = _MAX_USERNAME - len(HOSTING_PREFIX) - len(digest) - 1
+    return f"{HOSTING_PREFIX}{label[:keep].rstrip('-')}-{digest}"
+
+
+def hosting_account_id(label: str) -> str:
+    """Key of a hosting account in the credential register."""
+    return f"hosting:{label}"
+
+
+def accounts(requests: Iterable[Mapping]) -> list[dict]:
+    """Every account that needs a password, in a stable order."""
+    out: list[dict] = []
+    for req in requests:
+        if req.get("hosting"):
+            out.append(
+                {
+                    "id": hosting_account_id(req["subdomain"]),
+                    "username": hosting_username(req["subdomain"]),
+                    "kind": "hosting",
+                    "subdomain": req["subdomain"],
+                }
+            )
+        for box in (req.get("mail") or {}).get("mailboxes", []):
+            out.append(
+                {
+                    "id": box["address"],
+                    "username": box["address"],
+                    "kind": "mailbox",
+                    "subdomain": req["subdomain"],
+                }
+            )
+    return out
+
+
+def mail_domains(requests: Iterable[Mapping]) -> list[str]:
+    """Mail domains served, sorted and without repeats (the parent domain once)."""
+    return sorted({req["mail"]["address_domain"] for req in requests if req.get("mail")})
+
+
+def mail_data(requests: Iterable[Mapping], hashes: Mapping[str, str]) -> dict:
+    """Plain data for the Postfix and Dovecot roles.
+
+    ``hashes`` maps a mailbox address to its crypt hash (from the register).
+    """
+    requests = list(requests)
+    mailboxes = []
+    aliases = []
+    for req in requests:
+        mail = req.get("mail")
+        if not mail:
+            continue
+        for box in mail["mailboxes"]:
+            mailboxes.append(
+                {
+                    "address": box["address"],
+                    "hash": hashes[box["address"]],
+                    "quota_bytes": box["quota_bytes"],
+                }
+            )
+        for alias in mail.get("aliases", []):
+            aliases.append({"address": alias["address"], "to": list(alias["to"])})
+    return {
+        "domains": mail_domains(requests),
+        "mailboxes": sorted(mailboxes, key=lambda m: m["address"]),
+        "aliases": sorted(aliases, key=lambda a: a["address"]),
+    }
+
+
+def zone_records(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
+    """DNS records the requests need, relative to the zone.
+
+    ``settings``: ``zone``, ``web_ipv4``, optional ``web_ipv6``, ``mail_hostname``
+    (FQDN of the MX target).
+    """
+    zone = settings["zone"]
+    mx_target = settings["mail_hostname"].rstrip(".") + "."
+    records: list[dict] = []
+    parent_mail = False
+    for req in requests:
+        label = req["subdomain"]
+        if req.get("hosting"):
+            for name in (label, f"www.{label}"):
+                records.append({"name": name, "type": "A", "value": settings["web_ipv4"]})
+                if settings.get("web_ipv6"):
+                    records.append({"name": name, "type": "AAAA", "value": settings["web_ipv6"]})
+        mail = req.get("mail")
+        if mail and mail["address_domain"] == zone:
+            parent_mail = True
+        elif mail:
+            records.append({"name": label, "type": "MX", "value": f"10 {mx_target}"})
+    if parent_mail:
+        records.append({"name": "@", "type": "MX", "value": f"10 {mx_target}"})
+    return records
+
+
+def vhosts(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
+    """nginx sites for requests with hosting: names, document root, page text."""
+    root = settings["web_root"].rstrip("/")
+    out = []
+    for req in requests:
+        if not req.get("hosting"):
+            continue
+        label = req["subdomain"]
+        out.append(
+            {
+                "name": label,
+                "server_names": [req["fqdn"], f"www.{req['fqdn']}"],
+                "home": f"{root}/{label}",
+                "root": f"{root}/{label}/public",
+                "owner": hosting_username(label),
+                "title": req["agency"]["name"],
+                "abbreviation": req["agency"]["abbreviation"],
+            }
+        )
+    return out
+
+
+def hosting_accounts(requests: Iterable[Mapping], hashes: Mapping[str, str],
+                     settings: Mapping) -> list[dict]:
+    """Unix SFTP accounts, one per request with hosting."""
+    root = settings["web_root"].rstrip("/")
+    out = []
+    for req in requests:
+        if not req.get("hosting"):
+            continue
+        label = req["subdomain"]
+        out.append(
+            {
+                "name": hosting_username(label),
+                "home": f"{root}/{label}",
+                "hash": hashes[hosting_account_id(label)],
+                "comment": req["agency"]["abbreviation"],
+                "quota_bytes": req["hosting"]["quota_bytes"],
+            }
+        )
+    return out
+
+
+def storage_demand(requests: Iterable[Mapping], mail_path: str, web_path: str) -> list[dict]:
+    """Bytes allocated by quotas, per storage path (mail and web)."""
+    mail = 0
+    web = 0
+    for req in requests:
+        if req.get("hosting"):
+            web += req["hosting"]["quota_bytes"]
+        for box in (req.get("mail") or {}).get("mailboxes", []):
+            mail += box["quota_bytes"]
+    return [
+        {"path": mail_path, "bytes": mail, "kind": "mail"},
+        {"path": web_path, "bytes": web, "kind": "web"},
+    ]

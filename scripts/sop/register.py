@@ -1,0 +1,155 @@
+"""The credential register (SOP step 5, record 4).
+
+An ansible-vault encrypted YAML file holding, per account, the username, the
+plaintext password (it is printed for the agency: SOP step 7) and its crypt
+hash (what the servers receive). Rules:
+
+- a password is generated once and never changes on a re-run; ``reset`` is the
+  only way to issue a new one;
+- the file is written atomically (temporary file, fsync, rename) with mode 0600,
+  before any account is created, so a run killed at any moment loses nothing;
+- the vault password comes from a file or the environment, never the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+from passlib.hash import sha512_crypt
+
+# No look-alikes: no 0/O/o, 1/l/I/i, 5/S, 2/Z/z, 8/B, and no u/v pair.
+ALPHABET = "abcdefghjkmnpqrstwxyACDEFGHJKLMNPQRTWXY34679"
+GROUPS = 4
+GROUP_LEN = 4
+HASH_ROUNDS = 50_000
+VAULT_ENV = "SOP_VAULT_PASSWORD"
+VAULT_FILE_ENV = "SOP_VAULT_PASSWORD_FILE"
+
+
+class RegisterError(Exception):
+    """A problem with the register an administrator must fix (plain words)."""
+
+
+def generate_password() -> str:
+    """A password grouped for reading aloud: ``xxxx-xxxx-xxxx-xxxx``.
+
+    16 symbols from a 44-symbol alphabet: about 87 bits of entropy.
+    """
+    groups = (
+        "".join(secrets.choice(ALPHABET) for _ in range(GROUP_LEN)) for _ in range(GROUPS)
+    )
+    return "-".join(groups)
+
+
+def hash_password(password: str) -> str:
+    """SHA512-CRYPT (``$6$``): accepted by Dovecot and by shadow."""
+    return sha512_crypt.using(rounds=HASH_ROUNDS).hash(password)
+
+
+def vault_password(password_file: str | os.PathLike | None = None) -> bytes:
+    """The vault password: ``$SOP_VAULT_PASSWORD``, else the given file or
+    ``$SOP_VAULT_PASSWORD_FILE``."""
+    if os.environ.get(VAULT_ENV):
+        return os.environ[VAULT_ENV].encode()
+    path = password_file or os.environ.get(VAULT_FILE_ENV)
+    if not path:
+        raise RegisterError(
+            f"no vault password: set {VAULT_ENV} or {VAULT_FILE_ENV}, or sop_vault_password_file"
+        )
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise RegisterError(f"cannot read the vault password file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise RegisterError(f"the vault password file {path} is empty")
+    return secret
+
+
+class Register:
+    """Load, update and save the encrypted register."""
+
+    def __init__(self, path: str | os.PathLike, password: bytes):
+        self.path = Path(path)
+        self._vault = VaultLib([("default", VaultSecret(password))])
+        self.accounts: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        try:
+            plain = self._vault.decrypt(raw)
+        except Exception as exc:  # AnsibleError subclasses: wrong password, damaged file
+            raise RegisterError(
+                f"cannot decrypt the register {self.path}: wrong vault password or damaged file"
+            ) from exc
+        data = yaml.safe_load(plain) or {}
+        self.accounts = dict(data.get("accounts") or {})
+
+    def save(self) -> None:
+        """Encrypt and replace the file atomically, mode 0600."""
+        body = yaml.safe_dump({"accounts": self.accounts}, sort_keys=True, allow_unicode=True)
+        cipher = self._vault.encrypt(body)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".register-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(cipher)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def ensure(self, wanted: Iterable[Mapping], today: dt.date | None = None) -> list[str]:
+        """Add a password for every wanted account that has none. Returns new ids."""
+        today = today or dt.date.today()
+        added = []
+        for acct in wanted:
+            if acct["id"] in self.accounts:
+                continue
+            password = generate_password()
+            self.accounts[acct["id"]] = {
+                "username": acct["username"],
+                "kind": acct["kind"],
+                "subdomain": acct["subdomain"],
+                "password": password,
+                "hash": hash_password(password),
+                "created": today.isoformat(),
+                "reprint": False,
+            }
+            added.append(acct["id"])
+        return added
+
+    def reset(self, account_id: str, today: dt.date | None = None) -> None:
+        """Issue a new password and mark the printout to be reprinted."""
+        if account_id not in self.accounts:
+            raise RegisterError(f"no account {account_id!r} in the register {self.path}")
+        password = generate_password()
+        entry = self.accounts[account_id]
+        entry.update(
+            password=password,
+            hash=hash_password(password),
+            reset=(today or dt.date.today()).isoformat(),
+            reprint=True,
+        )
+
+    def hashes(self) -> dict[str, str]:
+        return {key: entry["hash"] for key, entry in self.accounts.items()}
+
+    def for_subdomain(self, label: str) -> dict[str, dict]:
+        return {k: v for k, v in self.accounts.items() if v.get("subdomain") == label}

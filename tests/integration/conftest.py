@@ -1,0 +1,114 @@
+"""The lab: this machine as the regency's all-in-one server.
+
+The session fixture applies the example requests (lab/requests) with
+`sop apply`, exactly as the README's first command does, and hands the tests
+the run record, the validated requests and the credential register.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+MANAGED_FILES = [
+    "/var/lib/bind/db.sumbabaratdayakab.go.id",
+    "/etc/bind/named.conf.options",
+    "/etc/bind/named.conf.local",
+    "/etc/postfix/main.cf",
+    "/etc/postfix/virtual_domains",
+    "/etc/postfix/virtual_mailboxes",
+    "/etc/postfix/virtual_aliases",
+    "/etc/dovecot/dovecot.conf",
+    "/etc/dovecot/users",
+    "/etc/nginx/conf.d/agencies.conf",
+    "/etc/ssh/sshd_config.d/sop-hosting.conf",
+]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _root_required():
+    if os.geteuid() != 0:
+        pytest.fail("integration tests configure the lab daemons and must run as root")
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+           "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    env.update(kw.pop("env", {}))
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, **kw)
+
+
+def playbook(*extra: str) -> subprocess.CompletedProcess:
+    return run([str(VENV_BIN / "ansible-playbook"), "playbooks/site.yml", *extra])
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host."""
+    out = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap and ":" in line:
+            host, _, rest = line.partition(":")
+            counters = dict(part.split("=") for part in rest.split())
+            out[host.strip()] = {k: int(v) for k, v in counters.items()}
+    return out
+
+
+def snapshot() -> dict[str, str]:
+    """Content hash of every file the playbook manages on the lab."""
+    out = {}
+    for name in MANAGED_FILES:
+        p = Path(name)
+        out[name] = hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "absent"
+    return out
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from sop.config import load_settings
+
+    return load_settings(REPO / "inventory" / "lab")
+
+
+@pytest.fixture(scope="session")
+def lab_apply(settings):
+    """`sop apply` of the lab examples (the README's first command, minus install)."""
+    result = run([str(VENV_BIN / "sop"), "-i", "inventory/lab", "apply"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = sorted((settings.state_dir / "reports").glob("*.json"))
+    assert reports, "apply wrote no report"
+    return {"stdout": result.stdout, "report": json.loads(reports[-1].read_text())}
+
+
+@pytest.fixture(scope="session")
+def requests(settings, lab_apply):
+    from sop.validate import validate_paths
+
+    reqs, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
+    assert not problems
+    return reqs
+
+
+@pytest.fixture(scope="session")
+def register(settings, lab_apply):
+    from sop.register import Register, vault_password
+
+    return Register(settings.path("sop_register_file"),
+                    vault_password(settings.path("sop_vault_password_file")))

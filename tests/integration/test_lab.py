@@ -1,0 +1,263 @@
+"""The walking skeleton's promise, observed from outside as a user would.
+
+Names resolve at the lab's authoritative server, sites answer for their
+names, mail to every new address is delivered and read over IMAP with the
+registered password, the printout holds passwords that log in, and a second
+run changes nothing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import imaplib
+import smtplib
+import subprocess
+import time
+import uuid
+from email.message import EmailMessage
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from .conftest import REPO, playbook, recap, run, snapshot
+
+DNS = "127.0.0.1"
+ZONE = "sumbabaratdayakab.go.id"
+
+
+def ask(name: str, rdtype: str) -> list[str]:
+    q = dns.message.make_query(name, rdtype)
+    r = dns.query.udp(q, DNS, timeout=3)
+    want = dns.rdatatype.from_text(rdtype)
+    return sorted(rd.to_text() for rrset in r.answer if rrset.rdtype == want for rd in rrset)
+
+
+def serial() -> int:
+    q = dns.message.make_query(ZONE, "SOA")
+    r = dns.query.udp(q, DNS, timeout=3)
+    return r.answer[0][0].serial
+
+
+def http_get(host: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
+    conn.request("GET", "/", headers={"Host": host})
+    resp = conn.getresponse()
+    return resp.status, resp.read().decode("utf-8", "replace")
+
+
+def send(to: str, subject: str) -> None:
+    msg = EmailMessage()
+    msg["From"] = "penguji@example.net"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg.set_content("Pesan uji dari lab.")
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.send_message(msg)
+
+
+def wait_for_subject(address: str, password: str, subject: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with imaplib.IMAP4("127.0.0.1", 143, timeout=5) as imap:
+            imap.login(address, password)
+            imap.select("INBOX", readonly=True)
+            typ, data = imap.search(None, "SUBJECT", f'"{subject}"')
+            imap.logout()
+        if typ == "OK" and data[0].split():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+# --- DNS ---------------------------------------------------------------
+
+def test_every_example_name_answers_at_the_lab_dns(requests):
+    assert requests, "no lab examples"
+    for req in requests:
+        if req["hosting"]:
+            assert ask(req["fqdn"], "A") == ["127.0.0.1"], req["fqdn"]
+            assert ask(f"www.{req['fqdn']}", "A") == ["127.0.0.1"]
+        else:
+            assert ask(req["fqdn"], "A") == [], f"{req['fqdn']} has no hosting: no A"
+        if req["mail"] and req["mail"]["domain"] == "subdomain":
+            assert ask(req["fqdn"], "MX") == [f"10 mail.{ZONE}."]
+    assert ask(ZONE, "MX") == [f"10 mail.{ZONE}."], "parent-domain mail needs the apex MX"
+    assert ask(f"mail.{ZONE}", "A") == ["127.0.0.1"]
+
+
+def test_the_lab_dns_is_not_an_open_resolver(lab_apply):
+    q = dns.message.make_query("example.com", "A")
+    r = dns.query.udp(q, DNS, timeout=3)
+    assert r.rcode() == dns.rcode.REFUSED
+    assert not r.answer
+
+
+# --- Web ---------------------------------------------------------------
+
+def test_every_site_answers_for_its_names_with_the_agency_page(requests):
+    sites = [r for r in requests if r["hosting"]]
+    assert sites
+    for req in sites:
+        for host in (req["fqdn"], f"www.{req['fqdn']}"):
+            status, body = http_get(host)
+            assert status == 200, host
+            assert req["agency"]["name"] in body, host
+
+
+def test_an_unknown_name_gets_no_agency_content(requests):
+    status, body = http_get(f"tidakada.{ZONE}")
+    assert status == 404
+    for req in requests:
+        assert req["agency"]["name"] not in body
+
+
+def test_a_mail_only_request_has_no_site(requests):
+    mail_only = [r for r in requests if not r["hosting"]]
+    assert mail_only, "the lab examples must include a mail-only request"
+    status, _ = http_get(mail_only[0]["fqdn"])
+    assert status == 404
+
+
+# --- Mail --------------------------------------------------------------
+
+def test_mail_to_every_mailbox_is_delivered_and_read_over_imap(requests, register):
+    boxes = [b for r in requests if r["mail"] for b in r["mail"]["mailboxes"]]
+    domains = {b["address"].split("@")[1] for b in boxes}
+    assert ZONE in domains and len(domains) > 1, "both mail-domain forms must be exercised"
+    for box in boxes:
+        subject = f"uji-{uuid.uuid4().hex[:12]}"
+        send(box["address"], subject)
+        password = register.accounts[box["address"]]["password"]
+        assert wait_for_subject(box["address"], password, subject), box["address"]
+
+
+def test_mail_to_an_alias_reaches_its_target(requests, register):
+    aliases = [(a, r) for r in requests if r["mail"] for a in r["mail"]["aliases"]]
+    assert aliases
+    for alias, _ in aliases:
+        subject = f"alias-{uuid.uuid4().hex[:12]}"
+        send(alias["address"], subject)
+        target = alias["to"][0]
+        assert wait_for_subject(target, register.accounts[target]["password"], subject)
+
+
+def test_unknown_recipient_is_refused_at_rcpt(requests):
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.ehlo("penguji.example.net")
+        smtp.mail("penguji@example.net")
+        code, _ = smtp.rcpt(f"tidakada@dinkes.{ZONE}")
+    assert code == 550
+
+
+def test_relay_to_outside_without_authentication_is_refused(lab_apply):
+    with smtplib.SMTP("127.0.0.1", 25, timeout=10) as smtp:
+        smtp.ehlo("penguji.example.net")
+        smtp.mail("penguji@example.net")
+        code, _ = smtp.rcpt("someone@example.org")
+    assert code in (454, 554)
+
+
+def test_a_wrong_password_is_refused(requests):
+    box = next(b for r in requests if r["mail"] for b in r["mail"]["mailboxes"])
+    with imaplib.IMAP4("127.0.0.1", 143, timeout=5) as imap:
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(box["address"], "salah-salah-salah")
+
+
+# --- Register, printout, report ------------------------------------------
+
+def test_every_account_is_in_the_encrypted_register(requests, register, settings):
+    from sop.model import accounts
+
+    raw = settings.path("sop_register_file").read_bytes()
+    assert raw.startswith(b"$ANSIBLE_VAULT;")
+    assert oct(settings.path("sop_register_file").stat().st_mode & 0o777) == "0o600"
+    for acct in accounts(requests):
+        entry = register.accounts[acct["id"]]
+        assert entry["password"].encode() not in raw
+        assert entry["hash"].startswith("$6$")
+
+
+def test_printout_holds_passwords_that_the_lab_accepts(requests, register, settings):
+    req = next(r for r in requests if r["mail"] and r["hosting"])
+    result = run(["sop", "-i", "inventory/lab", "print", req["subdomain"]])
+    assert result.returncode == 0, result.stderr
+    pdf = settings.state_dir / "printouts" / f"{req['subdomain']}.pdf"
+    assert pdf.exists()
+    assert pdf.stat().st_mode & 0o077 == 0, "printouts must be readable by the owner only"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    for box in req["mail"]["mailboxes"]:
+        password = register.accounts[box["address"]]["password"]
+        assert box["address"] in text
+        assert password in text
+        # The password as printed is the one the server accepts.
+        with imaplib.IMAP4("127.0.0.1", 143, timeout=5) as imap:
+            typ, _ = imap.login(box["address"], password)
+            assert typ == "OK"
+
+
+def test_report_records_each_step_and_the_post_checks(lab_apply, requests, register):
+    report = lab_apply["report"]
+    assert report["status"] == "ok"
+    numbers = {s["number"]: s for s in report["steps"]}
+    for n in (3, 4, 5, 6):
+        assert numbers[n]["status"] == "ok" and numbers[n]["seconds"] > 0
+    checked = {(c["subdomain"], c["check"]) for c in report["postchecks"]}
+    for req in requests:
+        assert (req["subdomain"], "dns") in checked
+    assert all(c["ok"] for c in report["postchecks"])
+    for entry in register.accounts.values():
+        assert entry["password"] not in json.dumps(report)
+
+
+# --- Idempotence and refusal ---------------------------------------------
+
+def test_a_second_run_changes_nothing(lab_apply, register, settings):
+    before_serial = serial()
+    before_files = snapshot()
+    result = playbook()
+    assert result.returncode == 0, result.stdout[-3000:]
+    counters = recap(result.stdout)
+    assert counters, result.stdout[-2000:]
+    assert all(c["changed"] == 0 for c in counters.values()), counters
+    assert serial() == before_serial
+    assert snapshot() == before_files
+    from sop.register import Register, vault_password
+
+    again = Register(settings.path("sop_register_file"),
+                     vault_password(settings.path("sop_vault_password_file")))
+    assert {k: v["password"] for k, v in again.accounts.items()} == \
+        {k: v["password"] for k, v in register.accounts.items()}
+
+
+def test_an_invalid_request_set_fails_before_any_change(lab_apply, tmp_path):
+    bad = tmp_path / "requests"
+    bad.mkdir()
+    for src in (REPO / "lab" / "requests").glob("*.yml"):
+        (bad / src.name).write_text(src.read_text())
+    # A new agency asking for a reserved name, with a broken quota.
+    text = (bad / "dinkes.yml").read_text().replace("subdomain: dinkes", "subdomain: mail")
+    (bad / "mail.yml").write_text(text.replace("quota: 512M", "quota: lots"))
+    before = snapshot()
+    result = playbook("-e", f"sop_requests_dir={bad}")
+    assert result.returncode != 0
+    assert "mail.yml" in result.stdout and "subdomain" in result.stdout
+    assert "hosting.quota" in result.stdout
+    assert snapshot() == before
+    counters = recap(result.stdout)
+    assert all(c["changed"] == 0 for c in counters.values()), counters
+    assert "lab" not in counters or counters["lab"]["ok"] == 0, "no task may run on the lab host"
+
+
+def test_short_storage_stops_the_run_before_any_change(lab_apply):
+    before = snapshot()
+    result = playbook("-e", "sop_storage_reserve_percent=100")
+    assert result.returncode != 0
+    assert "Not enough storage on lab" in result.stdout
+    assert "/var/mail/vhosts" in result.stdout
+    assert snapshot() == before
+    assert all(c["changed"] == 0 for c in recap(result.stdout).values())

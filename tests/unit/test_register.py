@@ -1,0 +1,113 @@
+"""The encrypted credential register (SOP step 5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+
+import pytest
+from passlib.hash import sha512_crypt
+
+from sop import register as reg
+
+WANTED = [
+    {"id": "admin@dinkes.example.go.id", "username": "admin@dinkes.example.go.id",
+     "kind": "mailbox", "subdomain": "dinkes"},
+    {"id": "hosting:dinkes", "username": "w-dinkes", "kind": "hosting", "subdomain": "dinkes"},
+]
+
+
+def test_passwords_are_grouped_from_an_unambiguous_alphabet():
+    for _ in range(200):
+        pw = reg.generate_password()
+        groups = pw.split("-")
+        assert len(groups) == 4 and all(len(g) == 4 for g in groups)
+        assert not set(pw.replace("-", "")) & set("0O1lIio5S2Z8Buv")
+    assert len({reg.generate_password() for _ in range(100)}) == 100
+
+
+def test_hash_is_sha512_crypt_and_verifies():
+    h = reg.hash_password("abcd-efgh")
+    assert h.startswith("$6$rounds=")
+    assert sha512_crypt.verify("abcd-efgh", h)
+
+
+def test_register_round_trip_is_encrypted_and_private(tmp_path):
+    path = tmp_path / "reg.vault.yml"
+    r = reg.Register(path, b"s3cret")
+    added = r.ensure(WANTED, today=dt.date(2026, 11, 30))
+    assert added == [w["id"] for w in WANTED]
+    r.save()
+    raw = path.read_bytes()
+    assert raw.startswith(b"$ANSIBLE_VAULT;1.1;AES256")
+    assert r.accounts["hosting:dinkes"]["password"].encode() not in raw
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = reg.Register(path, b"s3cret")
+    assert again.accounts == r.accounts
+    assert again.accounts["hosting:dinkes"]["created"] == "2026-11-30"
+
+
+def test_existing_passwords_never_change(tmp_path):
+    path = tmp_path / "reg.vault.yml"
+    r = reg.Register(path, b"pw")
+    r.ensure(WANTED[:1])
+    r.save()
+    first = reg.Register(path, b"pw").accounts[WANTED[0]["id"]]["password"]
+    r2 = reg.Register(path, b"pw")
+    assert r2.ensure(WANTED) == [WANTED[1]["id"]]
+    r2.save()
+    assert reg.Register(path, b"pw").accounts[WANTED[0]["id"]]["password"] == first
+
+
+def test_reset_issues_a_new_password_and_marks_the_reprint(tmp_path):
+    r = reg.Register(tmp_path / "r.yml", b"pw")
+    r.ensure(WANTED)
+    old = r.accounts["hosting:dinkes"]["password"]
+    r.reset("hosting:dinkes")
+    entry = r.accounts["hosting:dinkes"]
+    assert entry["password"] != old and entry["reprint"] is True
+    assert sha512_crypt.verify(entry["password"], entry["hash"])
+    with pytest.raises(reg.RegisterError, match="no account"):
+        r.reset("nobody@example.go.id")
+
+
+def test_wrong_vault_password_is_a_plain_error(tmp_path):
+    path = tmp_path / "r.yml"
+    r = reg.Register(path, b"right")
+    r.ensure(WANTED)
+    r.save()
+    with pytest.raises(reg.RegisterError, match="wrong vault password"):
+        reg.Register(path, b"wrong")
+
+
+def test_vault_password_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv(reg.VAULT_ENV, raising=False)
+    monkeypatch.delenv(reg.VAULT_FILE_ENV, raising=False)
+    with pytest.raises(reg.RegisterError, match="no vault password"):
+        reg.vault_password(None)
+    f = tmp_path / "pw"
+    f.write_text("from-file\n")
+    assert reg.vault_password(f) == b"from-file"
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(reg.RegisterError, match="is empty"):
+        reg.vault_password(tmp_path / "empty")
+    monkeypatch.setenv(reg.VAULT_ENV, "from-env")
+    assert reg.vault_password(f) == b"from-env"
+
+
+def test_a_failed_save_leaves_the_old_register(tmp_path, monkeypatch):
+    path = tmp_path / "r.yml"
+    r = reg.Register(path, b"pw")
+    r.ensure(WANTED[:1])
+    r.save()
+    before = path.read_bytes()
+    r.ensure(WANTED)
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(reg.os, "replace", boom)
+    with pytest.raises(OSError):
+        r.save()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.yml"], "no temporary file left behind"
