@@ -29,6 +29,7 @@ def storage_check_headroom(demand: list, mounts: dict, du_results: list,
     quota, so only the part of the allocation not yet in use must still fit
     in the free space, and the reserve must be left over after that.
     """
+    reserve_percent = int(reserve_percent)  # extra vars arrive as strings
     used = {}
     for res in du_results:
         path = res["item"]["path"]
