@@ -155,7 +155,7 @@ def apply(settings: Settings, overcommit: bool = False, check: bool = False,
 def _apply_locked(settings: Settings, overcommit: bool, check: bool,
                   out: Callable[[str], None]) -> dict:
     state_dir = settings.state_dir
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
     requests_dir = settings.path("sop_requests_dir")
     requests, problems = validate_paths([requests_dir], settings.policy)
@@ -221,7 +221,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
             )
     record["printouts"] = [str(p) for p in printouts]
     record["steps"] = _steps(progress, ok, check, printouts)
-    record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t = time.monotonic()
     report_paths = documents.render_report(
         {k: v for k, v in record.items() if k != "printouts"},

@@ -9,8 +9,8 @@ run changes nothing.
 from __future__ import annotations
 
 import http.client
-import json
 import imaplib
+import json
 import smtplib
 import subprocess
 import time

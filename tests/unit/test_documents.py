@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+
 from sop import documents
 from sop.documents import (
     format_bytes_id,

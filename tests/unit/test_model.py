@@ -21,8 +21,10 @@ def req(label, hosting=True, mail="subdomain", boxes=("admin",), aliases=()):
             "address_domain": domain,
             "mailboxes": [{"local_part": b, "address": f"{b}@{domain}", "quota_bytes": 1 << 20}
                           for b in boxes],
-            "aliases": [{"local_part": a, "address": f"{a}@{domain}", "to": [f"{boxes[0]}@{domain}"]}
-                        for a in aliases],
+            "aliases": [
+                {"local_part": a, "address": f"{a}@{domain}", "to": [f"{boxes[0]}@{domain}"]}
+                for a in aliases
+            ],
         },
     }
 
@@ -72,7 +74,8 @@ def test_mail_data_joins_hashes_and_lists_domains_once():
     hashes = {a["id"]: f"$6$h-{a['id']}" for a in model.accounts(reqs)}
     data = model.mail_data(reqs, hashes)
     assert data["domains"] == [f"dinkes.{ZONE}", ZONE]
-    assert [m["address"] for m in data["mailboxes"]] == sorted(m["address"] for m in data["mailboxes"])
+    addresses = [m["address"] for m in data["mailboxes"]]
+    assert addresses == sorted(addresses)
     assert all(m["hash"] == f"$6$h-{m['address']}" for m in data["mailboxes"])
     assert data["aliases"] == [{"address": f"info@dinkes.{ZONE}", "to": [f"admin@dinkes.{ZONE}"]}]
 

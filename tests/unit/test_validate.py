@@ -22,6 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from sop.validate import (
     CONTRACT_RESERVED_LABELS,
     CONTRACT_SPECIAL_LOCAL_PARTS,

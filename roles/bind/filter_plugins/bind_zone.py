@@ -18,7 +18,7 @@ def bind_zone_serial(current_text: str, content_hash: str, live_serial=None,
     ``max(current + 1, live + 1, YYYYMMDD00)``: date-based while fewer than 100
     changes a day, still increasing (borrowing the next day's numbers) after.
     """
-    day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.timezone.utc).date()
+    day = dt.date.fromisoformat(today) if today else dt.datetime.now(dt.UTC).date()
     text = current_text or ""
     serial_match = _SERIAL.search(text)
     hash_match = _HASH.search(text)
