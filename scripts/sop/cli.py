@@ -1,94 +1,33 @@
-"""The `sop` command: validate, apply, print, reset-password."""
+"""The `sop` command.
+
+Each subcommand lives in its own module of this package, which provides
+``add_parser(subparsers)``; the parser it adds sets ``func(args) -> int``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
 
-from .config import ConfigError, load_settings
+from .config import ConfigError
 
-
-def _cmd_validate(args) -> int:
-    from .validate import validate_paths
-
-    settings = load_settings(args.inventory)
-    paths = args.paths or [Path("requests")]
-    requests, problems = validate_paths(paths, settings.policy)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
-        return 1
-    print(f"{len(requests)} request(s) valid.")
-    return 0
-
-
-def _cmd_apply(args) -> int:
-    from .apply import apply
-
-    settings = load_settings(args.inventory)
-    record = apply(settings, overcommit=args.overcommit, check=args.check)
-    for path in record.get("printouts", []):
-        print(f"Dokumen cetak (printout): {path}")
-    for kind, path in record["report"].items():
-        print(f"Laporan ({kind}): {path}")
-    if record["status"] != "ok":
-        print(f"GAGAL: {record['failure']}", file=sys.stderr)
-        return 1
-    changed = sum(record["changed"].values())
-    print(f"Selesai: {changed} perubahan, {len(record['requests'])} permohonan.")
-    return 0
-
-
-def _cmd_print(args) -> int:
-    from .apply import print_requests
-
-    settings = load_settings(args.inventory)
-    for path in print_requests(settings, args.requests):
-        print(path)
-    return 0
-
-
-def _cmd_reset_password(args) -> int:
-    from .register import Register, vault_password
-
-    settings = load_settings(args.inventory)
-    register = Register(settings.path("sop_register_file"),
-                        vault_password(settings.path("sop_vault_password_file")))
-    account = args.address if "@" in args.address or ":" in args.address \
-        else f"hosting:{args.address}"
-    register.reset(account)
-    register.save()
-    print(f"New password issued for {account}; run `sop apply` to put it on the servers "
-          "(the printout is then made again).")
-    return 0
+# Modules providing subcommands, in the order `sop --help` lists them.
+COMMAND_MODULES = [
+    "sop.commands",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sop", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="sop",
+        description="Agency subdomains, hosting and email for Kabupaten Sumba Barat Daya.",
+    )
     parser.add_argument("-i", "--inventory",
                         help="inventory folder (default: $SOP_INVENTORY or inventory/lab)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("validate", help="check request files (default folder: requests/)")
-    p.add_argument("paths", nargs="*", type=Path)
-    p.set_defaults(func=_cmd_validate)
-
-    p = sub.add_parser("apply", help="run the SOP: storage, accounts, register, DNS, "
-                                     "printouts, report")
-    p.add_argument("--overcommit", action="store_true",
-                   help="go ahead although storage would fall below the reserve (recorded)")
-    p.add_argument("--check", action="store_true", help="show what would change; change nothing")
-    p.set_defaults(func=_cmd_apply)
-
-    p = sub.add_parser("print", help="credential printout (PDF) of requests")
-    p.add_argument("requests", nargs="*", help="subdomain labels (default: all)")
-    p.set_defaults(func=_cmd_print)
-
-    p = sub.add_parser("reset-password", help="issue a new password for an account")
-    p.add_argument("address", help="mailbox address, or a subdomain label for its hosting account")
-    p.set_defaults(func=_cmd_reset_password)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

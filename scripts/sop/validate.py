@@ -953,6 +953,15 @@ def _request_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path],
     return unique, problems
 
 
+# Sumba is in Central Indonesian Time (WITA): a letter dated today there must
+# pass on a controller or CI runner that keeps UTC.
+REGENCY_TZ = datetime.timezone(datetime.timedelta(hours=8), "WITA")
+
+
+def regency_today() -> datetime.date:
+    return datetime.datetime.now(REGENCY_TZ).date()
+
+
 def validate_paths(
     paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     policy: Mapping[str, Any] | None = None,
@@ -963,12 +972,12 @@ def validate_paths(
     Returns the normalized requests of the files without any problem (sorted
     by subdomain) and every problem found (sorted by file, then line). Callers
     must treat any problem as a failure of the whole set. ``policy`` is laid
-    over :data:`DEFAULT_POLICY`; ``today`` (default: the real date) decides
-    what "in the future" means. Never raises for bad files; raises
+    over :data:`DEFAULT_POLICY`; ``today`` (default: today in the regency,
+    WITA, UTC+8) decides what "in the future" means. Never raises for bad files; raises
     ``ValueError`` for an invalid policy.
     """
     rules = _resolve_policy(policy)
-    today = today or datetime.date.today()
+    today = today or regency_today()
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     files, problems = _request_files(paths)
