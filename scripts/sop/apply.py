@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -25,7 +25,7 @@ from .register import Register, vault_password
 from .steps import STEPS, steps_of_play
 from .validate import validate_paths
 
-APPLIED_FILE = "applied.json"
+KEEP_RUNS = 20  # runner data folders kept under <state>/runs
 
 
 class ApplyError(Exception):
@@ -101,19 +101,6 @@ class Progress:
         return True  # ansible-runner keeps the event only when the handler says so
 
 
-def _load_applied(state_dir: Path) -> set[str]:
-    try:
-        return set(json.loads((state_dir / APPLIED_FILE).read_text()))
-    except (OSError, ValueError):
-        return set()
-
-
-def _save_applied(state_dir: Path, labels: set[str]) -> None:
-    tmp = state_dir / (APPLIED_FILE + ".tmp")
-    tmp.write_text(json.dumps(sorted(labels)))
-    os.replace(tmp, state_dir / APPLIED_FILE)
-
-
 def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
                  extravars: dict | None = None, check: bool = False):
     import ansible_runner
@@ -145,14 +132,23 @@ def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
 
 
 def apply(settings: Settings, overcommit: bool = False, check: bool = False,
-          out: Callable[[str], None] = print) -> dict:
-    """Run the whole SOP for the inventory; returns the run record."""
+          printouts: bool = True, out: Callable[[str], None] = print) -> dict:
+    """Run the whole SOP for the inventory; returns the run record.
+
+    ``printouts=False`` (scheduled CI) leaves the sheets due in the register
+    for `sop print` on the administrator's machine.
+    """
     state_dir = settings.state_dir
     with apply_lock(state_dir):
-        return _apply_locked(settings, overcommit, check, out)
+        return _apply_locked(settings, overcommit, check, printouts, out)
 
 
-def _apply_locked(settings: Settings, overcommit: bool, check: bool,
+def _open_register(settings: Settings) -> Register:
+    return Register(settings.path("sop_register_file"),
+                    vault_password(settings.path("sop_vault_password_file")))
+
+
+def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: bool,
                   out: Callable[[str], None]) -> dict:
     state_dir = settings.state_dir
     started = dt.datetime.now(dt.UTC)
@@ -163,8 +159,9 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
         for p in problems:
             out(f"  {p}")
         raise ApplyError(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
-    applied_before = _load_applied(state_dir)
-    new = [r["subdomain"] for r in requests if r["subdomain"] not in applied_before]
+    known = set(_open_register(settings).accounts)
+    new = [r["subdomain"] for r in requests
+           if any(acct["id"] not in known for acct in model.accounts([r]))]
     out(f"Permohonan: {len(requests)}; baru pada proses ini: {', '.join(new) or '-'}")
 
     progress = Progress(out=out)
@@ -176,8 +173,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
     ok = result.rc == 0 and result.status == "successful"
     stats = result.stats or {}
 
-    register = Register(settings.path("sop_register_file"),
-                        vault_password(settings.path("sop_vault_password_file")))
+    register = _open_register(settings)
     record = {
         "run_id": run_id,
         "started": started.isoformat(timespec="seconds"),
@@ -202,7 +198,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
 
-    printouts: list[Path] = []
+    printed: list[Path] = []
     if ok and not check:
         t = time.monotonic()
         record["postchecks"] = postcheck.run_postchecks(
@@ -210,17 +206,22 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
         )
         progress.step_seconds[8] = time.monotonic() - t
         t = time.monotonic()
-        printouts = _print_due(settings, register, requests, set(new))
-        progress.step_seconds[7] = time.monotonic() - t
-        _save_applied(state_dir, applied_before | {r["subdomain"] for r in requests})
+        if printouts:
+            printed = _print_due(settings, register, requests)
+            progress.step_seconds[7] = time.monotonic() - t
+        pending = [r["subdomain"] for r in requests if register.print_due(r["subdomain"])]
+        if pending:
+            record["notes"].append(
+                "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
+            )
         failed_checks = [c for c in record["postchecks"] if not c["ok"]]
         if failed_checks:
             record["status"] = "failed"
             record["failure"] = "post-check failed: " + ", ".join(
                 f"{c['check']} {c['target']}" for c in failed_checks
             )
-    record["printouts"] = [str(p) for p in printouts]
-    record["steps"] = _steps(progress, ok, check, printouts)
+    record["printouts"] = [str(p) for p in printed]
+    record["steps"] = _steps(progress, ok, check, printed)
     record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t = time.monotonic()
     report_paths = documents.render_report(
@@ -229,7 +230,15 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool,
     )
     record["report"] = {k: str(v) for k, v in report_paths.items()}
     record["report_seconds"] = round(time.monotonic() - t, 2)
+    _prune_runs(state_dir / "runs")
     return record
+
+
+def _prune_runs(runs: Path, keep: int = KEEP_RUNS) -> None:
+    """Keep the runner data of the latest runs only (names sort by time)."""
+    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for old in folders[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _tail(result, lines: int = 5) -> str:
@@ -285,29 +294,28 @@ def _storage_from_events(result) -> list[dict]:
     return out
 
 
-def _print_due(settings: Settings, register: Register, requests: list[dict],
-               new: set[str]) -> list[Path]:
-    """Printouts for new requests and for those with a reset password."""
+def _print_due(settings: Settings, register: Register, requests: list[dict]) -> list[Path]:
+    """Printouts for requests with accounts not yet printed, or reset."""
+    due = [r for r in requests if register.print_due(r["subdomain"])]
+    return _print(settings, register, due)
+
+
+def _print(settings: Settings, register: Register, requests: list[dict]) -> list[Path]:
     out_dir = settings.state_dir / "printouts"
     printed = []
-    changed = False
     for req in requests:
         creds = register.for_subdomain(req["subdomain"])
-        due = req["subdomain"] in new or any(c.get("reprint") for c in creds.values())
-        if not due or not creds:
+        if not creds:
             continue
         printed.append(documents.render_printout(req, creds, settings.documents(), out_dir))
-        for entry in creds.values():
-            if entry.get("reprint"):
-                entry["reprint"] = False
-                changed = True
-    if changed:
+        register.mark_printed(req["subdomain"])
+    if printed:
         register.save()
     return printed
 
 
 def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
-    """`sop print`: the printout of each named request (all when none named)."""
+    """`sop print`: sheets of the named requests; with none named, those due."""
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
         raise ApplyError(f"{len(problems)} problem(s) in the requests; run sop validate")
@@ -315,18 +323,14 @@ def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
     unknown = [x for x in labels if x not in by_label]
     if unknown:
         raise ApplyError(f"no request named {', '.join(unknown)}")
-    register = Register(settings.path("sop_register_file"),
-                        vault_password(settings.path("sop_vault_password_file")))
-    out = []
-    for label in labels or sorted(by_label):
-        creds = register.for_subdomain(label)
-        if not creds:
-            print(f"{label}: no accounts in the register yet (run sop apply)", file=sys.stderr)
-            continue
-        out.append(documents.render_printout(by_label[label], creds, settings.documents(),
-                                             settings.state_dir / "printouts"))
-    return out
-
-
-def account_ids(requests: list[dict]) -> list[str]:
-    return [a["id"] for a in model.accounts(requests)]
+    with apply_lock(settings.state_dir):
+        register = _open_register(settings)
+        if labels:
+            chosen = [by_label[x] for x in labels]
+        else:
+            chosen = [r for r in requests if register.print_due(r["subdomain"])]
+        missing = [r["subdomain"] for r in chosen if not register.for_subdomain(r["subdomain"])]
+        if missing:
+            print(f"no accounts in the register yet for {', '.join(missing)} (run sop apply)",
+                  file=sys.stderr)
+        return _print(settings, register, chosen)

@@ -27,7 +27,8 @@ def _cmd_apply(args) -> int:
     from .apply import apply
 
     settings = load_settings(args.inventory)
-    record = apply(settings, overcommit=args.overcommit, check=args.check)
+    record = apply(settings, overcommit=args.overcommit, check=args.check,
+                   printouts=not args.no_printouts)
     for path in record.get("printouts", []):
         print(f"Dokumen cetak (printout): {path}")
     for kind, path in record["report"].items():
@@ -75,10 +76,13 @@ def add_parser(sub) -> None:
     p.add_argument("--overcommit", action="store_true",
                    help="go ahead although storage would fall below the reserve (recorded)")
     p.add_argument("--check", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--no-printouts", action="store_true",
+                   help="leave the credential sheets for `sop print` (scheduled CI runs)")
     p.set_defaults(func=_cmd_apply)
 
     p = sub.add_parser("print", help="credential printout (PDF) of requests")
-    p.add_argument("requests", nargs="*", help="subdomain labels (default: all)")
+    p.add_argument("requests", nargs="*",
+                   help="subdomain labels (default: every request with a sheet due)")
     p.set_defaults(func=_cmd_print)
 
     p = sub.add_parser("reset-password", help="issue a new password for an account")

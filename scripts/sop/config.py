@@ -14,6 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_INVENTORY = "inventory/lab"
 INVENTORY_ENV = "SOP_INVENTORY"
+STATE_DIR_ENV = "SOP_STATE_DIR"
 
 
 class ConfigError(Exception):
@@ -47,6 +48,10 @@ class Settings:
 
     @property
     def state_dir(self) -> Path:
+        """Where runs, reports and printouts go; ``$SOP_STATE_DIR`` overrides
+        the inventory (a CI runner has its own scratch space)."""
+        if os.environ.get(STATE_DIR_ENV):
+            return Path(os.environ[STATE_DIR_ENV])
         return self.path("sop_state_dir")
 
     def documents(self) -> dict:

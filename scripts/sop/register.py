@@ -130,6 +130,8 @@ class Register:
                 "password": password,
                 "hash": hash_password(password),
                 "created": today.isoformat(),
+                # Not yet on a printout: `sop apply` or `sop print` prints it.
+                "printed": False,
                 "reprint": False,
             }
             added.append(acct["id"])
@@ -147,6 +149,18 @@ class Register:
             reset=(today or dt.date.today()).isoformat(),
             reprint=True,
         )
+
+    def print_due(self, label: str) -> bool:
+        """Whether the request's sheet must be printed (new or reset account)."""
+        return any(
+            entry.get("printed", True) is False or entry.get("reprint")
+            for entry in self.for_subdomain(label).values()
+        )
+
+    def mark_printed(self, label: str) -> None:
+        for entry in self.for_subdomain(label).values():
+            entry["printed"] = True
+            entry["reprint"] = False
 
     def hashes(self) -> dict[str, str]:
         return {key: entry["hash"] for key, entry in self.accounts.items()}

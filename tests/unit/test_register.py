@@ -111,3 +111,16 @@ def test_a_failed_save_leaves_the_old_register(tmp_path, monkeypatch):
         r.save()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r.yml"], "no temporary file left behind"
+
+
+def test_new_and_reset_accounts_are_due_for_printing_until_printed(tmp_path):
+    r = reg.Register(tmp_path / "r.yml", b"pw")
+    r.ensure(WANTED)
+    assert r.print_due("dinkes")
+    r.mark_printed("dinkes")
+    assert not r.print_due("dinkes")
+    r.reset("hosting:dinkes")
+    assert r.print_due("dinkes")
+    r.mark_printed("dinkes")
+    assert not r.print_due("dinkes") and not r.accounts["hosting:dinkes"]["reprint"]
+    assert not r.print_due("other")
