@@ -60,7 +60,8 @@ class PlanError(ConfigError):
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     try:
-        result = subprocess.run(["git", "-C", str(repo), *args], input=stdin,
+        result = subprocess.run(["git", "--literal-pathspecs", "-C", str(repo), *args],
+                                input=stdin,
                                 capture_output=True, check=False, timeout=120)
     except FileNotFoundError as exc:
         raise PlanError("git is not installed; `sop plan` needs it to read the base") from exc
@@ -161,17 +162,19 @@ def _flat(req: Mapping[str, Any]) -> dict[str, str]:
     """The fields of a normalized request that an approver cares about, as text."""
     flat = {f"{group}.{key}": value for group in ("letter", "agency", "contact")
             for key, value in req[group].items() if value is not None}
-    if req.get("hosting"):
-        flat["hosting.quota"] = req["hosting"]["quota"]
+    # Every field of hosting and mailboxes (fields added later show up too),
+    # but not what is derived from them.
+    for key, value in (req.get("hosting") or {}).items():
+        if key != "quota_bytes" and value is not None:
+            flat[f"hosting.{key}"] = value
     mail = req.get("mail")
     if mail:
         flat["mail.domain"] = mail["domain"]
         for box in mail["mailboxes"]:
             where = f"mail.mailboxes[{box['local_part']}]"
-            flat[f"{where}.holder"] = box["holder"]
-            if box.get("position"):
-                flat[f"{where}.position"] = box["position"]
-            flat[f"{where}.quota"] = box["quota"]
+            for key, value in box.items():
+                if key not in ("local_part", "address", "quota_bytes") and value is not None:
+                    flat[f"{where}.{key}"] = value
         for alias in mail["aliases"]:
             flat[f"mail.aliases[{alias['local_part']}].to"] = ", ".join(alias["to"])
     return flat
@@ -361,6 +364,8 @@ def make_plan(settings: Settings, folder: Path, base: str | None = None,
     """The plan as plain data (the JSON output); ``status`` is ok, refused or invalid."""
     policy = settings.policy
     today = regency_today()
+    if folder.exists() and not folder.is_dir():
+        raise PlanError(f"{folder} is not a folder: `sop plan` compares a folder of requests")
     if folder.exists():
         head, problems = validate_paths([folder], policy, today)
     else:

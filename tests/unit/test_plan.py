@@ -519,3 +519,26 @@ def test_markdown_escapes_what_could_break_a_table() -> None:
     assert plan_mod._md("a|b*c_d`e<f>") == r"a\|b\*c\_d\`e\<f\>"
     assert plan_mod._md(None) == "—"
     assert plan_mod._fenced(["x ``` y"])[0] == "````"
+
+
+def test_a_folder_name_with_spaces_and_a_wildcard(tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    folder = root / "permohonan *"
+    synth.generate(4, folder)
+    synth.generate(4, root / "permohonan x")  # a sibling that the name read as a glob matches
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "two folders")
+    (folder / "dinas-0001.yml").unlink()
+    plan = make_plan(settings_for(root), folder)
+    assert plan["summary"]["existing"] == 4 and labels(plan["agencies"]["removed"]) == [
+        "dinas-0001"]
+
+
+def test_a_new_mailbox_position_shows_as_a_change(repo: Path) -> None:
+    edit(repo, "kec-0003", lambda d: d["mail"]["mailboxes"][1].__setitem__(
+        "position", "Sekretaris Camat"))
+    (changed,) = planned(repo)["agencies"]["changed"]
+    assert changed["changes"] == [{"field": "mail.mailboxes[kepala].position", "before": None,
+                                   "after": "Sekretaris Camat"}]
