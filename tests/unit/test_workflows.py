@@ -63,10 +63,12 @@ def workflow() -> dict:
     return yaml.safe_load((GITHUB / "workflows" / "requests.yml").read_text())
 
 
-def test_requests_workflow_runs_on_request_pull_requests(workflow: dict) -> None:
+def test_requests_workflow_runs_on_every_pull_request(workflow: dict) -> None:
     trigger = workflow[True]  # YAML 1.1 reads the key `on` as true
     assert set(trigger) == {"pull_request"}
-    assert trigger["pull_request"]["paths"] == ["requests/**"]
+    # No path filter: a required check skipped by one would block other pull requests.
+    assert "paths" not in trigger["pull_request"]
+    assert "paths-ignore" not in trigger["pull_request"]
     assert {"opened", "synchronize", "labeled", "unlabeled"} <= set(
         trigger["pull_request"]["types"])
 
