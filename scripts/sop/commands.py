@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import load_settings
+from .config import ConfigError, load_settings
 
 
 def _cmd_validate(args) -> int:
@@ -13,7 +13,10 @@ def _cmd_validate(args) -> int:
 
     settings = load_settings(args.inventory)
     paths = args.paths or [Path("requests")]
-    requests, problems = validate_paths(paths, settings.policy)
+    try:
+        requests, problems = validate_paths(paths, settings.policy)
+    except ValueError as exc:  # the inventory's sop_policy is wrong, not a request: exit 2
+        raise ConfigError(f"{settings.inventory}: {exc} (sop_policy)") from exc
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

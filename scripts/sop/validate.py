@@ -89,9 +89,26 @@ class Problem:
     line: int | None = None
 
     def __str__(self) -> str:
+        """``file:line: field: message`` on one line, whatever the file name or value."""
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         what = f"{self.field}: {self.message}" if self.field else self.message
-        return f"{where}: {what}"
+        return _one_line(f"{where}: {what}")
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every unprintable character (line breaks too) written as an escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
 
 
 # --- Sizes ------------------------------------------------------------------
@@ -264,8 +281,12 @@ def _line_of(node: yaml.Node) -> int:
 
 
 def _nearest_line(lines: Mapping[FieldPath, int], path: FieldPath) -> int | None:
-    """Line of the field at ``path``, or of its nearest parent that has one."""
-    for end in range(len(path), 0, -1):
+    """Line of the field at ``path``, or of its nearest parent that has one.
+
+    The document itself (path ``()``) has the line of its first field, so a
+    missing top-level field or a problem of the whole request has a line too.
+    """
+    for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return lines[path[:end]]
     return None
@@ -312,6 +333,7 @@ class RequestLoader(_BaseLoader):  # type: ignore[misc]
                 "must be a group of fields (key: value lines), starting with letter:",
                 _line_of(node),
             )
+        self.lines[()] = _line_of(node)
         return self._mapping(node, (), 0)
 
     def _value(self, node: yaml.Node, path: FieldPath, depth: int) -> Any:
@@ -442,6 +464,9 @@ def _read_text(chk: _Checked, path: Path) -> str | None:
     """The file's text; the size is checked before a byte is read."""
     too_big = f"is larger than a request file may be: at most 64 KiB ({MAX_FILE_BYTES} bytes)"
     try:
+        if path.is_symlink():  # a link could point a pull request's check at any file
+            chk.report((), "is a symbolic link; a request must be a plain file")
+            return None
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             chk.report((), "is not a regular file")

@@ -1,0 +1,141 @@
+"""The forge side of SOP steps 1-2: workflows, code owners, the pull-request template.
+
+Every workflow under .github/workflows is checked by actionlint (with
+shellcheck for the `run:` scripts), whoever adds it. The requests workflow,
+CODEOWNERS, the template and the README's branch-protection section are
+checked for what the approval process relies on.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+GITHUB = REPO / ".github"
+WORKFLOWS = sorted([*GITHUB.glob("workflows/*.yml"), *GITHUB.glob("workflows/*.yaml")])
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+
+
+def actionlint(*files: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ACTIONLINT), "-no-color", *map(str, files)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_actionlint_and_shellcheck_are_installed() -> None:
+    result = subprocess.run([str(ACTIONLINT), "-version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "1.17.0" in result.stdout
+    # Without shellcheck actionlint silently skips the `run:` scripts.
+    assert shutil.which("shellcheck"), "shellcheck is missing: run ./scripts/bootstrap"
+
+
+def test_every_workflow_passes_actionlint() -> None:
+    assert WORKFLOWS, "no workflow found"
+    result = actionlint(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("step", "finding"),
+    [
+        ("- run: echo ${{ github.event.pull_request.title }}", "potentially untrusted"),
+        ("- run: echo $SUMMARY > $GITHUB_STEP_SUMMARY", "SC2086"),
+        ("- uses: actions/checkout@v1", "update the action's version"),
+    ],
+    ids=["script-injection", "shellcheck", "old-action"],
+)
+def test_actionlint_really_checks(tmp_path: Path, step: str, finding: str) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n"
+                   f"    steps:\n      {step}\n")
+    result = actionlint(bad)
+    assert result.returncode == 1 and finding in result.stdout, result.stdout
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load((GITHUB / "workflows" / "requests.yml").read_text())
+
+
+def test_requests_workflow_runs_on_every_pull_request(workflow: dict) -> None:
+    trigger = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert set(trigger) == {"pull_request"}
+    # No path filter: a required check skipped by one would block other pull requests.
+    assert "paths" not in trigger["pull_request"]
+    assert "paths-ignore" not in trigger["pull_request"]
+    assert {"opened", "synchronize", "labeled", "unlabeled"} <= set(
+        trigger["pull_request"]["types"])
+
+
+def test_requests_workflow_has_least_privilege(workflow: dict) -> None:
+    assert workflow["permissions"] == {"contents": "read"}
+    for job in workflow["jobs"].values():
+        assert job.get("permissions") in (None, {"contents": "read"})
+    text = (GITHUB / "workflows" / "requests.yml").read_text()
+    assert "pull_request_target" not in text and "secrets." not in text
+
+
+def test_requests_workflow_steps(workflow: dict) -> None:
+    job = workflow["jobs"]["validate"]  # the check name branch protection requires
+    steps = job["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 0
+    assert checkout["with"]["persist-credentials"] is False
+    python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
+    assert python["with"]["python-version"] == "3.11"
+    runs = [s.get("run", "") for s in steps]
+    assert "pip install -r requirements.txt && pip install --no-deps -e ." in runs
+    assert "sop -i inventory/production validate requests/" in runs
+    assert "yamllint --strict requests/" in runs
+    plan = next(s for s in steps if "plan" in s.get("run", ""))
+    assert plan["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert '--base "origin/${BASE_REF}" --format markdown' in plan["run"]
+    assert '>> "${GITHUB_STEP_SUMMARY}"' in plan["run"]
+    assert "sop:large-change" in plan["env"]["ALLOW_LARGE_CHANGE"]
+
+
+def test_the_workflow_uses_only_real_sop_options(workflow: dict) -> None:
+    from sop.cli import build_parser
+
+    parser = build_parser()
+    parser.parse_args(["-i", "inventory/production", "validate", "requests/"])
+    parser.parse_args(["-i", "inventory/production", "plan", "--base", "origin/main",
+                       "--format", "markdown", "--allow-large-change"])
+
+
+def test_codeowners_make_the_division_review_requests() -> None:
+    rules = [line.split() for line in (GITHUB / "CODEOWNERS").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    owners = {rule[0]: rule[1:] for rule in rules}
+    assert owners["/requests/"] == ["@diskominfo-sbd/layanan-egov"]
+    assert owners["/.github/"] == ["@diskominfo-sbd/layanan-egov"]
+    assert all(re.fullmatch(r"@[\w.-]+/[\w.-]+", o) for rule in owners.values() for o in rule)
+    assert "PLACEHOLDER" in (GITHUB / "CODEOWNERS").read_text()
+
+
+def test_pull_request_template_has_the_step_1_checklist() -> None:
+    text = (GITHUB / "pull_request_template.md").read_text()
+    boxes = re.findall(r"^- \[ \] (.+(?:\n {6}.+)*)", text, re.MULTILINE)
+    joined = [" ".join(box.split()) for box in boxes]
+    for words in ("addressed to the Regent (Bupati)", "head of the E-Government Services "
+                  "Division gave the disposition", "contact (name, NIP, position, phone) was "
+                  "verified", "quotas were checked against the plan"):
+        assert any(words in box for box in joined), words
+
+
+def test_readme_explains_the_branch_protection() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Approving a request"):]
+    section = section[:section.find("\n## ", 3)]
+    for setting in ("Require a pull request before merging", "Require approvals",
+                    "Require review from Code Owners", "Dismiss stale pull request approvals",
+                    "Require status checks to pass", "Requests / validate",
+                    "Restrict who can push", "placeholder", "sop:large-change", "sop new",
+                    "sop plan"):
+        assert setting in section, setting
