@@ -15,6 +15,7 @@ from .config import ConfigError
 # Modules providing subcommands, in the order `sop --help` lists them.
 COMMAND_MODULES = [
     "sop.commands",
+    "sop.storage",
 ]
 
 
