@@ -35,8 +35,11 @@ DEFAULT_WARN_PERCENT = 80
 WINDOW_DAYS = 90
 MIN_RECORDS = 3
 MIN_SPAN_HOURS = 24
-# At most this many of the newest records are read (files are named by run id).
-HISTORY_LIMIT = 400
+# At most this many records of the window are read: a record of 500 agencies
+# is about half a megabyte. Files are named by run id (the UTC start), so they
+# are chosen by name, spread over the window, before any is parsed.
+HISTORY_LIMIT = 120
+_RUN_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 
 DAY = 86400.0
 
@@ -201,12 +204,42 @@ def write_record(directory: Path, record: Mapping) -> Path:
     return path
 
 
-def load_history(directory: Path, limit: int = HISTORY_LIMIT) -> list[dict]:
-    """The newest ``limit`` records, oldest first; unreadable files are skipped."""
+def _run_time(path: Path) -> datetime | None:
+    try:
+        return datetime.strptime(path.stem, _RUN_ID_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _pick(files: list[Path], window_days: float, limit: int) -> list[Path]:
+    """The newest file, and at most ``limit`` files of the window spread over it."""
+    timed = [(t, p) for p in files if (t := _run_time(p)) is not None]
+    # Files not named by a run id (copied in by hand) are read as they are.
+    untimed = [p for p in files if _run_time(p) is None][-limit:]
+    if not timed:
+        return untimed
+    newest = max(t for t, _ in timed)
+    start = newest - timedelta(days=window_days)
+    bucket = timedelta(days=window_days) / limit
+    chosen: dict[int, Path] = {}
+    for t, p in sorted(timed):
+        if t >= start:
+            chosen[int((t - start) / bucket)] = p  # the newest file of each bucket
+    picked = set(chosen.values()) | {p for t, p in timed if t == newest} | set(untimed)
+    return sorted(picked)
+
+
+def load_history(directory: Path, window_days: float = WINDOW_DAYS,
+                 limit: int = HISTORY_LIMIT) -> list[dict]:
+    """Records of the last ``window_days`` before the newest, oldest first.
+
+    At most about ``limit`` of them, spread evenly over the window (the newest
+    is always read); unreadable files are skipped with a warning.
+    """
     folder = Path(directory) / RECORDS_SUBDIR
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     out = []
-    for path in files[-limit:]:
+    for path in _pick(files, window_days, limit):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -271,25 +304,34 @@ def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def _series(history: Iterable[Mapping]) -> dict[tuple[str, str], list[dict]]:
-    """History points per (host, mount)."""
+    """History points per (host, mount), oldest first.
+
+    Capacity and free space are measurements whatever the run did. The
+    allocation is the one in force: a refused or check-mode run only measured
+    what it would have allocated, so the allocation before it still holds
+    (None while no run has allocated anything yet).
+    """
     out: dict[tuple[str, str], list[dict]] = {}
-    for record in history:
+    in_force: dict[tuple[str, str], int | None] = {}
+    for record in sorted(history, key=lambda r: _when(r["taken"])):
         taken = _when(record["taken"])
+        applied = record.get("status") != "refused" and not record.get("check_mode")
         for m in record.get("mounts") or []:
             if m.get("capacity_bytes") is None or m.get("free_bytes") is None:
                 continue
-            out.setdefault((str(m.get("host")), str(m.get("mount"))), []).append({
+            key = (str(m.get("host")), str(m.get("mount")))
+            if applied:
+                in_force[key] = int(m.get("allocated_bytes") or 0)
+            out.setdefault(key, []).append({
                 "taken": taken.isoformat(timespec="seconds"),
                 "capacity_bytes": int(m["capacity_bytes"]),
                 "free_bytes": int(m["free_bytes"]),
                 "fs_used_bytes": int(m["capacity_bytes"]) - int(m["free_bytes"]),
-                "allocated_bytes": int(m.get("allocated_bytes") or 0),
+                "allocated_bytes": in_force.get(key),
                 "used_bytes": int(m.get("used_bytes") or 0),
                 "reserve_bytes": int(m.get("reserve_bytes") or 0),
                 "paths": list(m.get("paths") or []),
             })
-    for points in out.values():
-        points.sort(key=lambda p: p["taken"])
     return out
 
 
@@ -365,6 +407,8 @@ def _local_date(moment: datetime) -> str:
 
 
 def _hours_id(hours: float) -> str:
+    if hours < 1:
+        return f"{round(hours * 60):d} menit"
     if hours < 48:
         return f"{hours:.1f} jam".replace(".", ",")
     return f"{hours / 24:.1f} hari".replace(".", ",")
@@ -387,7 +431,7 @@ def forecast(history: list[Mapping], **kw) -> list[dict]:
             "paths": last["paths"],
             "capacity_bytes": last["capacity_bytes"],
             "free_bytes": last["free_bytes"],
-            "allocated_bytes": last["allocated_bytes"],
+            "allocated_bytes": last["allocated_bytes"],  # in force (see _series)
             "used_bytes": last["used_bytes"],
             "reserve_bytes": last["reserve_bytes"],
             "points": [{k: p[k] for k in ("taken", "capacity_bytes", "free_bytes",
@@ -487,8 +531,8 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
         # Far enough ahead to show the fill point, unless it is far beyond the history.
         ahead = min(entry["days_to_full"] * 1.08, max(3 * (t1 - t0) / DAY, 90.0)) * DAY
         t1 = t_last + ahead
-    if t1 - t0 < 3600:
-        pad = (3600 - (t1 - t0)) / 2
+    if t1 - t0 < 600:  # runs minutes apart: show ten minutes around them
+        pad = (600 - (t1 - t0)) / 2
         t0, t1 = t0 - pad, t1 + pad
     else:
         t1 += (t1 - t0) * 0.02
@@ -499,7 +543,7 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
     if growth:
         f_end_t = min(t_last + entry["days_to_full"] * DAY, t1)
         f_end_y = last["fs_used_bytes"] + entry["bytes_per_day"] * (f_end_t - t_last) / DAY
-    y_top = max([p["capacity_bytes"] for p in pts] + [p["allocated_bytes"] for p in pts]
+    y_top = max([p["capacity_bytes"] for p in pts] + [p["allocated_bytes"] or 0 for p in pts]
                 + [p["fs_used_bytes"] for p in pts] + [f_end_y or 0]) * 1.12 or 1.0
     exp, y_top, y_ticks = _byte_axis(y_top)
 
@@ -524,14 +568,16 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
     svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
                'stroke="#000" stroke-width="0.8"/>')
 
-    def step_line(values: list[float], extend_to: float) -> str:
-        """A value holds until the next record changes it."""
+    def step_line(values: list[float | None], extend_to: float) -> str:
+        """A value holds until the next record changes it; None: not known yet."""
+        known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
         corners = []
-        for i, v in enumerate(values):
+        for i, (t, v) in enumerate(known):
             if i:
-                corners.append((times[i], values[i - 1]))
-            corners.append((times[i], v))
-        corners.append((extend_to, values[-1]))
+                corners.append((t, known[i - 1][1]))
+            corners.append((t, v))
+        if known:
+            corners.append((extend_to, known[-1][1]))
         return " ".join(f"{x(t)},{y(v)}" for t, v in corners)
 
     for values, color, extra, extend_to in (
@@ -541,8 +587,9 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
         ([p["allocated_bytes"] for p in pts], COLORS["allocated"], ' stroke-width="1.6"',
          t_last),
     ):
-        svg.append(f'<polyline points="{step_line(values, extend_to)}" fill="none" '
-                   f'stroke="{color}"{extra}/>')
+        line = step_line(values, extend_to)
+        if line:
+            svg.append(f'<polyline points="{line}" fill="none" stroke="{color}"{extra}/>')
     used = " ".join(f"{x(t)},{y(p['fs_used_bytes'])}" for t, p in zip(times, pts, strict=True))
     svg.append(f'<polyline points="{used}" fill="none" stroke="{COLORS["used"]}" '
                'stroke-width="1.8"/>')

@@ -469,3 +469,40 @@ def test_sop_storage_json_uses_the_warning_share_given(tmp_path, capsys):
     assert data["supervision"][0]["contact"]["phone"] == "0812-0000-0000"
     assert {(f["host"], f["mount"]) for f in data["forecast"]} == {("lab", "/"), ("srv1", "/srv")}
     assert all("points" not in f for f in data["forecast"])
+
+
+def test_a_refused_or_check_mode_run_allocates_nothing():
+    h = history([GiB] * 4, allocated=10 * GiB)
+    h[0]["status"] = "refused"       # nothing in force yet
+    h[2]["status"] = "refused"       # asked for more, was refused
+    h[2]["mounts"][0]["allocated_bytes"] = 500 * GiB
+    h[3]["check_mode"] = True
+    h[3]["mounts"][0]["allocated_bytes"] = 400 * GiB
+    (f,) = storage.forecast(h)
+    assert [p["allocated_bytes"] for p in f["points"]] == [None, 10 * GiB, 10 * GiB, 10 * GiB]
+    assert f["allocated_bytes"] == 10 * GiB
+    labels = [t.text for t in _svg(f).iter(f"{NS}text")]
+    assert "500 GiB" not in labels and "125 GiB" in labels  # the axis follows what is real
+
+
+def test_history_reads_a_bounded_spread_of_the_window(tmp_path):
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    folder = tmp_path / "storage"
+    folder.mkdir()
+    # A year of records, 6 a day: only the window is read, at most ~limit files.
+    for i in range(365 * 6):
+        t = start + timedelta(hours=4 * i)
+        run_id = t.strftime("%Y%m%dT%H%M%SZ")
+        (folder / f"{run_id}.json").write_text(json.dumps(
+            {"run_id": run_id, "taken": t.isoformat(), "mounts": []}))
+    h = storage.load_history(tmp_path, window_days=90, limit=120)
+    assert 100 <= len(h) <= 121
+    newest = start + timedelta(hours=4 * (365 * 6 - 1))
+    assert _taken(h[-1]) == newest
+    assert _taken(h[0]) >= newest - timedelta(days=90)
+    gaps = [(_taken(b) - _taken(a)).total_seconds() / 3600 for a, b in zip(h, h[1:], strict=False)]
+    assert max(gaps) <= 24  # spread over the window, not bunched at its end
+
+
+def _taken(record):
+    return datetime.fromisoformat(record["taken"])
