@@ -565,6 +565,8 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
                    'stroke="#000" stroke-width="0.8"/>')
         svg.append(f'<text x="{x(t)}" y="{top + ph + 17}" text-anchor="middle">'
                    f"{esc(_time_label(datetime.fromtimestamp(t, UTC), step))}</text>")
+    svg.append(f'<text x="{left + pw}" y="{top + ph + 31}" text-anchor="end" font-size="9" '
+               'fill="#555">waktu WITA (UTC+8)</text>')
     svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
                'stroke="#000" stroke-width="0.8"/>')
 
@@ -624,9 +626,9 @@ def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
               (f"Batas cadangan{f' {reserve_pct}%' if reserve_pct is not None else ''}",
                COLORS["reserve"], "2,3", False),
               ("Teralokasi (kuota)", COLORS["allocated"], "", False),
-              ("Terpakai", COLORS["used"], "", True),
+              ("Terpakai (sistem berkas)", COLORS["used"], "", True),
               ("Perkiraan", COLORS["used"], "6,4", False)]
-    lx, ly = left, top + ph + 40
+    lx, ly = left, top + ph + 48
     for text, color, dash, dot in legend:
         item_w = 34 + len(text) * 6.6
         if lx + item_w > width - right:
@@ -728,7 +730,7 @@ def report_text(record: Mapping, agencies: list[dict], forecasts: list[dict], wa
         lines.append(f"Tidak ada instansi yang memakai {warn}% kuota atau lebih.")
     lines += ["", "## Perkiraan ruang penyimpanan", ""]
     if forecasts:
-        lines += ["| Host | Titik kait | Direktori | Kapasitas | Sisa | Teralokasi | Terpakai "
+        lines += ["| Host | Titik kait | Direktori | Kapasitas | Sisa | Teralokasi | Data instansi "
                   "| Pertumbuhan per hari | Perkiraan |",
                   "|---|---|---|---:|---:|---:|---:|---:|---|"]
         for f in forecasts:
