@@ -12,10 +12,10 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from sop import model, validate
+    from sop import model, storage, validate
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from sop import model, validate
+    from sop import model, storage, validate
 
 
 def sop_requests(path: str, policy: dict | None = None) -> list[dict]:
@@ -46,5 +46,6 @@ class FilterModule:
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
             "sop_storage_demand": model.storage_demand,
+            "sop_storage_paths": storage.storage_paths,
             "sop_parse_size": sop_parse_size,
         }

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import documents, model, postcheck
+from . import documents, model, postcheck, storage
 from .config import Settings
 from .register import Register, vault_password
 from .steps import STEPS, steps_of_play
@@ -197,6 +197,10 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     }
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
+    # SOP record 2 (hosting data) and the supervision of warnings 3-5.
+    storage_extra = storage.record_run(settings, record, requests, result.events)
+    record["notes"] += storage_extra.pop("notes")
+    record.update(storage_extra)
 
     printed: list[Path] = []
     if ok and not check:

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "sop.commands",
     "sop.plan",
     "sop.scaffold",
+    "sop.storage",
 ]
 
 

@@ -607,6 +607,21 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
             "Dihasilkan oleh Sistem SOP Pembuatan Subdomain dan Email Instansi, "
             f"{format_date_id(report_day)}"
         ),
+        **_storage_supervision_context(run),
+    }
+
+
+def _storage_supervision_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Section D's forecast charts and supervision list (SOP warnings 3-5)."""
+    from .storage import chart_svg
+
+    supervision = run.get("supervision") or {}
+    return {
+        # chart_svg escapes every text it places in the drawing.
+        "storage_forecasts": [{**f, "chart": Markup(chart_svg(f))}  # noqa: S704
+                              for f in run.get("forecast") or []],
+        "supervision_agencies": list(supervision.get("agencies") or []),
+        "warn_percent": supervision.get("warn_percent"),
     }
 
 
