@@ -19,6 +19,7 @@ import uuid
 import dkim
 import pytest
 
+from .conftest import playbook, recap, snapshot
 from .mailclient import (
     HOST,
     ZONE,
@@ -287,3 +288,14 @@ def test_submission_refuses_a_sender_the_login_does_not_own(requests, register):
     login, other = (b["address"] for b in req["mail"]["mailboxes"][:2])
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         submit(login, password(register, login), message(other, login, f"palsu-{uid()}"))
+
+
+# --- Bad input ------------------------------------------------------------
+
+def test_a_missing_certificate_stops_the_mail_play_before_any_change(lab_apply):
+    before = snapshot()
+    result = playbook("-e", "dovecot_tls_cert=/nonexistent/mail.crt")
+    assert result.returncode != 0
+    assert "/nonexistent/mail.crt" in result.stdout and "dovecot_tls_cert" in result.stdout
+    assert snapshot() == before
+    assert all(c["changed"] == 0 for c in recap(result.stdout).values())
