@@ -36,6 +36,14 @@ def sop_parse_size(text: str) -> int:
         raise AnsibleFilterError(f"not a size: {text!r}") from exc
 
 
+def sop_mail_auth_records(requests: list[dict], settings: dict,
+                          dkim_keys: list[dict] | None = None) -> list[dict]:
+    try:
+        return model.mail_auth_records(requests, settings, dkim_keys or [])
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -43,6 +51,7 @@ class FilterModule:
             "sop_accounts": model.accounts,
             "sop_mail_data": model.mail_data,
             "sop_zone_records": model.zone_records,
+            "sop_mail_auth_records": sop_mail_auth_records,
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
             "sop_storage_demand": model.storage_demand,

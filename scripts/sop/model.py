@@ -123,6 +123,66 @@ def zone_records(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
     return records
 
 
+def txt_rdata(text: str) -> str:
+    """TXT record data in zone-file syntax: quoted strings of at most 255 bytes.
+
+    Long texts (DKIM keys) are cut into several strings, which DNS clients
+    join again; quotes and backslashes are escaped.
+    """
+    data = text.encode("ascii")
+    chunks = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
+    out = []
+    for chunk in chunks:
+        escaped = chunk.decode("ascii").replace("\\", "\\\\").replace('"', '\\"')
+        out.append(f'"{escaped}"')
+    return " ".join(out)
+
+
+def _relative(name: str, zone: str) -> str:
+    """A name inside the zone, relative to it ("@" for the apex)."""
+    name = name.rstrip(".")
+    if name == zone:
+        return "@"
+    if not name.endswith("." + zone):
+        raise ValueError(f"{name} is not inside the zone {zone}")
+    return name[: -len(zone) - 1]
+
+
+def mail_auth_records(requests: Iterable[Mapping], settings: Mapping,
+                      dkim_keys: Iterable[Mapping] = ()) -> list[dict]:
+    """SPF, DMARC and DKIM TXT records of every mail domain, relative to the zone.
+
+    ``settings``: ``zone``; optional ``spf`` (default ``v=spf1 mx -all``),
+    ``dmarc_policy`` (default ``quarantine``), ``dmarc_rua`` (an address that
+    receives aggregate reports; omitted when empty) and ``require_dkim``
+    (default true: a mail domain without a key in ``dkim_keys`` is an error).
+    ``dkim_keys``: ``{domain, name, txt}`` of each key (the opendkim role's
+    ``opendkim_public_keys``), ``name`` the full DNS name of the key.
+    """
+    zone = settings["zone"]
+    spf = settings.get("spf") or "v=spf1 mx -all"
+    dmarc = f"v=DMARC1; p={settings.get('dmarc_policy') or 'quarantine'}"
+    if settings.get("dmarc_rua"):
+        rua = str(settings["dmarc_rua"])
+        dmarc += f"; rua={rua if rua.startswith('mailto:') else 'mailto:' + rua}"
+    keys = {k["domain"]: k for k in dkim_keys}
+    domains = mail_domains(requests)
+    missing = [d for d in domains if d not in keys]
+    if missing and settings.get("require_dkim", True):
+        raise ValueError("no DKIM key known for " + ", ".join(missing)
+                         + " (the mail play makes the keys: run it before the DNS play)")
+    records: list[dict] = []
+    for domain in domains:
+        name = _relative(domain, zone)
+        records.append({"name": name, "type": "TXT", "value": txt_rdata(spf)})
+        dmarc_name = "_dmarc" if name == "@" else f"_dmarc.{name}"
+        records.append({"name": dmarc_name, "type": "TXT", "value": txt_rdata(dmarc)})
+        if domain in keys:
+            records.append({"name": _relative(keys[domain]["name"], zone), "type": "TXT",
+                            "value": txt_rdata(keys[domain]["txt"])})
+    return records
+
+
 def vhosts(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
     """nginx sites for requests with hosting: names, document root, page text."""
     root = settings["web_root"].rstrip("/")
