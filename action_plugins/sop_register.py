@@ -25,14 +25,15 @@ short_description: Ensure every account has a password in the encrypted register
 options:
   path: {description: Register file (ansible-vault encrypted YAML)., type: path, required: true}
   password_file: {description: Vault password file (else $SOP_VAULT_PASSWORD[_FILE])., type: path}
-  accounts: {description: Accounts from the sop_accounts filter., type: list, required: true}
+  accounts: {description: Accounts from the sop_accounts filter., type: list, default: []}
+  keys: {description: "Server keys (name, algorithm): the DNS TSIG key.", type: list, default: []}
 """
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("path", "password_file", "accounts"))
+    _VALID_ARGS = frozenset(("path", "password_file", "accounts", "keys"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -40,13 +41,15 @@ class ActionModule(ActionBase):
             argument_spec={
                 "path": {"type": "path", "required": True},
                 "password_file": {"type": "path"},
-                "accounts": {"type": "list", "elements": "dict", "required": True},
+                "accounts": {"type": "list", "elements": "dict", "default": []},
+                "keys": {"type": "list", "elements": "dict", "default": []},
             }
         )
         try:
             register = Register(args["path"], vault_password(args.get("password_file")))
             added = register.ensure(args["accounts"])
-            if added and not self._task.check_mode:
+            added_keys = register.ensure_keys(args["keys"])
+            if (added or added_keys) and not self._task.check_mode:
                 register.save()
         except RegisterError as exc:
             raise AnsibleActionFail(str(exc)) from exc
@@ -55,5 +58,11 @@ class ActionModule(ActionBase):
             # Nothing was written: new accounts get a hash that logs nobody in.
             for account_id in added:
                 hashes[account_id] = "!"
-        result.update(changed=bool(added), added=added, hashes=hashes)
+        server_keys = {
+            k["name"]: {"name": k["name"], "algorithm": register.keys[k["name"]]["algorithm"],
+                        "secret": register.keys[k["name"]]["secret"]}
+            for k in args["keys"]
+        }
+        result.update(changed=bool(added or added_keys), added=added, hashes=hashes,
+                      added_keys=added_keys, server_keys=server_keys)
         return result

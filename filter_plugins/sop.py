@@ -50,6 +50,7 @@ class FilterModule:
             "sop_requests": sop_requests,
             "sop_accounts": model.accounts,
             "sop_mail_data": model.mail_data,
+            "sop_mail_domains": model.mail_domains,
             "sop_zone_records": model.zone_records,
             "sop_mail_auth_records": sop_mail_auth_records,
             "sop_vhosts": model.vhosts,

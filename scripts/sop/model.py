@@ -100,20 +100,27 @@ def zone_records(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
     """DNS records the requests need, relative to the zone.
 
     ``settings``: ``zone``, ``web_ipv4``, optional ``web_ipv6``, ``mail_hostname``
-    (FQDN of the MX target).
+    (FQDN of the MX target), optional ``web_cname`` (FQDN of the web server):
+    when set, sites' names are CNAMEs to it instead of A/AAAA records, except
+    a label that also receives mail (a CNAME cannot sit next to its MX).
     """
     zone = settings["zone"]
     mx_target = settings["mail_hostname"].rstrip(".") + "."
+    cname = (settings.get("web_cname") or "").rstrip(".")
     records: list[dict] = []
     parent_mail = False
     for req in requests:
         label = req["subdomain"]
+        mail = req.get("mail")
+        own_mail = bool(mail) and mail["address_domain"] != zone
         if req.get("hosting"):
             for name in (label, f"www.{label}"):
+                if cname and not (own_mail and name == label):
+                    records.append({"name": name, "type": "CNAME", "value": f"{cname}."})
+                    continue
                 records.append({"name": name, "type": "A", "value": settings["web_ipv4"]})
                 if settings.get("web_ipv6"):
                     records.append({"name": name, "type": "AAAA", "value": settings["web_ipv6"]})
-        mail = req.get("mail")
         if mail and mail["address_domain"] == zone:
             parent_mail = True
         elif mail:

@@ -2,7 +2,8 @@
 
 An ansible-vault encrypted YAML file holding, per account, the username, the
 plaintext password (it is printed for the agency: SOP step 7) and its crypt
-hash (what the servers receive). Rules:
+hash (what the servers receive); and, under ``keys``, the servers' own shared
+secrets (the DNS zone-transfer TSIG key), generated once like passwords. Rules:
 
 - a password is generated once and never changes on a re-run; ``reset`` is the
   only way to issue a new one;
@@ -13,6 +14,7 @@ hash (what the servers receive). Rules:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import secrets
@@ -31,6 +33,8 @@ GROUP_LEN = 4
 HASH_ROUNDS = 50_000
 VAULT_ENV = "SOP_VAULT_PASSWORD"
 VAULT_FILE_ENV = "SOP_VAULT_PASSWORD_FILE"
+# HMAC-SHA256 keys: as long as the hash output (RFC 8945 recommends at least that).
+KEY_BYTES = 32
 
 
 class RegisterError(Exception):
@@ -46,6 +50,11 @@ def generate_password() -> str:
         "".join(secrets.choice(ALPHABET) for _ in range(GROUP_LEN)) for _ in range(GROUPS)
     )
     return "-".join(groups)
+
+
+def generate_key_secret() -> str:
+    """A TSIG secret: random bytes, base64 as named.conf wants it."""
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
 
 
 def hash_password(password: str) -> str:
@@ -79,6 +88,7 @@ class Register:
         self.path = Path(path)
         self._vault = VaultLib([("default", VaultSecret(password))])
         self.accounts: dict[str, dict] = {}
+        self.keys: dict[str, dict] = {}
         if self.path.exists():
             self._load()
 
@@ -92,10 +102,12 @@ class Register:
             ) from exc
         data = yaml.safe_load(plain) or {}
         self.accounts = dict(data.get("accounts") or {})
+        self.keys = dict(data.get("keys") or {})
 
     def save(self) -> None:
         """Encrypt and replace the file atomically, mode 0600."""
-        body = yaml.safe_dump({"accounts": self.accounts}, sort_keys=True, allow_unicode=True)
+        data = {"accounts": self.accounts, **({"keys": self.keys} if self.keys else {})}
+        body = yaml.safe_dump(data, sort_keys=True, allow_unicode=True)
         cipher = self._vault.encrypt(body)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=".register-", dir=self.path.parent)
@@ -135,6 +147,22 @@ class Register:
                 "reprint": False,
             }
             added.append(acct["id"])
+        return added
+
+    def ensure_keys(self, wanted: Iterable[Mapping], today: dt.date | None = None) -> list[str]:
+        """Add a secret for every wanted key (``name``, ``algorithm``) that has none."""
+        today = today or dt.date.today()
+        added = []
+        for key in wanted:
+            name = str(key["name"])  # plain str: Ansible hands tagged strings
+            if name in self.keys:
+                continue
+            self.keys[name] = {
+                "algorithm": str(key.get("algorithm") or "hmac-sha256"),
+                "secret": generate_key_secret(),
+                "created": today.isoformat(),
+            }
+            added.append(name)
         return added
 
     def reset(self, account_id: str, today: dt.date | None = None) -> None:

@@ -22,6 +22,7 @@ MANAGED_FILES = [
     "/var/lib/bind/db.sumbabaratdayakab.go.id",
     "/etc/bind/named.conf.options",
     "/etc/bind/named.conf.local",
+    "/etc/bind/transfer.key",
     "/etc/postfix/main.cf",
     "/etc/postfix/virtual_domains",
     "/etc/postfix/virtual_mailboxes",

@@ -68,6 +68,29 @@ def test_aaaa_records_only_when_the_inventory_has_ipv6():
     assert ("dinkes", "AAAA") in {(r["name"], r["type"]) for r in recs}
 
 
+def test_web_cname_replaces_site_addresses_except_beside_a_mail_domain():
+    reqs = [req("dinkes"), req("bappeda", mail="parent"), req("pasola", mail=None),
+            req("dukcapil", hosting=False)]
+    recs = model.zone_records(reqs, {**SETTINGS, "web_cname": f"web.{ZONE}",
+                                     "web_ipv6": "2001:db8::80"})
+    by_name = {}
+    for r in recs:
+        by_name.setdefault(r["name"], set()).add((r["type"], r["value"]))
+    target = ("CNAME", f"web.{ZONE}.")
+    for name in ("www.dinkes", "bappeda", "www.bappeda", "pasola", "www.pasola"):
+        assert by_name[name] == {target}, name
+    # dinkes receives mail: its MX cannot sit beside a CNAME, so it keeps addresses.
+    assert by_name["dinkes"] == {("A", "192.0.2.80"), ("AAAA", "2001:db8::80"),
+                                 ("MX", f"10 mail.{ZONE}.")}
+    assert by_name["dukcapil"] == {("MX", f"10 mail.{ZONE}.")}
+
+
+def test_no_web_cname_means_address_records():
+    for cname in (None, ""):
+        recs = model.zone_records([req("pasola", mail=None)], {**SETTINGS, "web_cname": cname})
+        assert {r["type"] for r in recs} == {"A"}
+
+
 def test_mail_data_joins_hashes_and_lists_domains_once():
     reqs = [req("dinkes", aliases=("info",)), req("bappeda", mail="parent"),
             req("kominfo", mail="parent", boxes=("kominfo",))]

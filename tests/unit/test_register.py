@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import stat
 
@@ -124,3 +125,30 @@ def test_new_and_reset_accounts_are_due_for_printing_until_printed(tmp_path):
     r.mark_printed("dinkes")
     assert not r.print_due("dinkes") and not r.accounts["hosting:dinkes"]["reprint"]
     assert not r.print_due("other")
+
+
+def test_server_keys_are_generated_once_and_kept_encrypted(tmp_path):
+    path = tmp_path / "register.vault.yml"
+    r = reg.Register(path, b"vault-pw")
+    r.ensure(WANTED)
+    assert r.ensure_keys([{"name": "transfer.example.go.id", "algorithm": "hmac-sha256"}]) == \
+        ["transfer.example.go.id"]
+    r.save()
+    secret = r.keys["transfer.example.go.id"]["secret"]
+    assert len(base64.b64decode(secret, validate=True)) == 32
+    assert secret.encode() not in path.read_bytes()
+    again = reg.Register(path, b"vault-pw")
+    assert again.ensure_keys([{"name": "transfer.example.go.id"}]) == []
+    assert again.keys["transfer.example.go.id"]["secret"] == secret
+    assert set(again.accounts) == {w["id"] for w in WANTED}
+    # Accounts-only users of the register keep the keys when they save.
+    again.reset("hosting:dinkes")
+    again.save()
+    assert reg.Register(path, b"vault-pw").keys["transfer.example.go.id"]["secret"] == secret
+
+
+def test_each_key_gets_its_own_random_secret():
+    r = reg.Register("/nonexistent/register.vault.yml", b"pw")
+    r.ensure_keys([{"name": "a"}, {"name": "b"}])
+    assert r.keys["a"]["secret"] != r.keys["b"]["secret"]
+    assert r.keys["a"]["algorithm"] == "hmac-sha256"
