@@ -45,6 +45,7 @@ class FilterModule:
             "sop_zone_records": model.zone_records,
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
+            "sop_php_pools": model.php_pools,
             "sop_storage_demand": model.storage_demand,
             "sop_parse_size": sop_parse_size,
         }
