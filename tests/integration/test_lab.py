@@ -8,7 +8,6 @@ run changes nothing.
 
 from __future__ import annotations
 
-import http.client
 import imaplib
 import json
 import smtplib
@@ -39,13 +38,6 @@ def serial() -> int:
     q = dns.message.make_query(ZONE, "SOA")
     r = dns.query.udp(q, DNS, timeout=3)
     return r.answer[0][0].serial
-
-
-def http_get(host: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
-    conn.request("GET", "/", headers={"Host": host})
-    resp = conn.getresponse()
-    return resp.status, resp.read().decode("utf-8", "replace")
 
 
 def send(to: str, subject: str) -> None:
@@ -95,30 +87,7 @@ def test_the_lab_dns_is_not_an_open_resolver(lab_apply):
     assert not r.answer
 
 
-# --- Web ---------------------------------------------------------------
-
-def test_every_site_answers_for_its_names_with_the_agency_page(requests):
-    sites = [r for r in requests if r["hosting"]]
-    assert sites
-    for req in sites:
-        for host in (req["fqdn"], f"www.{req['fqdn']}"):
-            status, body = http_get(host)
-            assert status == 200, host
-            assert req["agency"]["name"] in body, host
-
-
-def test_an_unknown_name_gets_no_agency_content(requests):
-    status, body = http_get(f"tidakada.{ZONE}")
-    assert status == 404
-    for req in requests:
-        assert req["agency"]["name"] not in body
-
-
-def test_a_mail_only_request_has_no_site(requests):
-    mail_only = [r for r in requests if not r["hosting"]]
-    assert mail_only, "the lab examples must include a mail-only request"
-    status, _ = http_get(mail_only[0]["fqdn"])
-    assert status == 404
+# --- Web: tests/integration/test_web.py -----------------------------------
 
 
 # --- Mail --------------------------------------------------------------
