@@ -234,3 +234,41 @@ def test_accounts_over_quota_become_report_notes_in_bahasa_indonesia():
     assert len(notes) == 1
     assert "w-pasola" in notes[0] and "melebihi kuota" in notes[0]
     assert "300,0 MiB" in notes[0] and "256,0 MiB" in notes[0]
+
+
+# --- post-check: a site sending HTTP visitors to HTTPS is up --------------------------------
+
+@pytest.mark.parametrize(("status", "location", "ok"), [
+    (200, None, True),
+    (301, f"https://dinkes.{ZONE}/", True),
+    (301, "https://elsewhere.example/", False),
+    (404, None, False),
+])
+def test_http_post_check_accepts_the_redirect_to_its_own_https(status, location, ok):
+    import http.server
+    import threading
+
+    from sop import postcheck
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        req = {"subdomain": "dinkes", "fqdn": f"dinkes.{ZONE}"}
+        result = postcheck.check_http(req, {"web_address": "127.0.0.1",
+                                            "web_port": server.server_address[1]})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["ok"] is ok and result["detail"].startswith(f"HTTP {status}")
