@@ -55,6 +55,7 @@ class FilterModule:
             "sop_mail_auth_records": sop_mail_auth_records,
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
+            "sop_php_pools": model.php_pools,
             "sop_storage_demand": model.storage_demand,
             "sop_storage_paths": storage.storage_paths,
             "sop_parse_size": sop_parse_size,

@@ -201,6 +201,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     storage_extra = storage.record_run(settings, record, requests, result.events)
     record["notes"] += storage_extra.pop("notes")
     record.update(storage_extra)
+    record["notes"].extend(_usage_notes(result))
 
     printed: list[Path] = []
     if ok and not check:
@@ -296,6 +297,23 @@ def _storage_from_events(result) -> list[dict]:
             out.append({"host": data.get("host"), **{k: v for k, v in entry.items()
                                                      if k != "message"}})
     return out
+
+
+def _usage_notes(result) -> list[str]:
+    """A note per hosting account over its quota (from the sftp_hosting role's usage fact)."""
+    notes = []
+    for event in result.events:
+        data = event.get("event_data") or {}
+        facts = (data.get("res") or {}).get("ansible_facts") or {}
+        for entry in facts.get("sftp_hosting_usage") or []:
+            if entry.get("over"):
+                notes.append(
+                    f"Akun hosting {entry['name']} (server {data.get('host')}) memakai "
+                    f"{documents.format_bytes_id(entry['used_bytes'])}, melebihi kuota "
+                    f"{documents.format_bytes_id(entry['quota_bytes'])}: minta pengelola "
+                    "merapikan isi situs atau ajukan penambahan kuota."
+                )
+    return notes
 
 
 def _print_due(settings: Settings, register: Register, requests: list[dict]) -> list[Path]:

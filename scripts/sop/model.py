@@ -3,8 +3,8 @@
 Every function here is pure: it takes normalized requests (the output of
 ``sop.validate.validate_paths``) and settings, and returns plain data for the
 daemon-shaped roles (``bind_zone_records``, ``postfix_*``, ``dovecot_users``,
-``nginx_vhosts``, ``sftp_hosting_accounts``). Only this module and the playbook
-know what a request is.
+``nginx_vhosts``, ``sftp_hosting_accounts``, ``php_fpm_pools``). Only this module
+and the playbook know what a request is.
 """
 
 from __future__ import annotations
@@ -190,14 +190,27 @@ def mail_auth_records(requests: Iterable[Mapping], settings: Mapping,
     return records
 
 
+def wants_php(req: Mapping, settings: Mapping) -> bool:
+    """Whether a site runs PHP: the request's ``hosting.php``, else ``php_default``."""
+    hosting = req.get("hosting") or {}
+    choice = hosting.get("php")
+    return bool(settings.get("php_default", False) if choice is None else choice)
+
+
 def vhosts(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
-    """nginx sites for requests with hosting: names, document root, page text."""
+    """nginx sites for requests with hosting: names, document root, page text.
+
+    ``settings``: ``web_root``; optional ``php_default`` (PHP for requests
+    that do not say) and ``php_socket_dir`` (where each PHP site's pool listens).
+    """
     root = settings["web_root"].rstrip("/")
+    socket_dir = settings.get("php_socket_dir", "/run/php").rstrip("/")
     out = []
     for req in requests:
         if not req.get("hosting"):
             continue
         label = req["subdomain"]
+        php = wants_php(req, settings)
         out.append(
             {
                 "name": label,
@@ -207,9 +220,21 @@ def vhosts(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
                 "owner": hosting_username(label),
                 "title": req["agency"]["name"],
                 "abbreviation": req["agency"]["abbreviation"],
+                "php": php,
+                "php_socket": f"{socket_dir}/sop-{label}.sock" if php else None,
             }
         )
     return out
+
+
+def php_pools(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
+    """PHP-FPM pools, one per site that runs PHP, each as the site's own account."""
+    return [
+        {"name": site["name"], "user": site["owner"], "root": site["root"],
+         "socket": site["php_socket"]}
+        for site in vhosts(requests, settings)
+        if site["php"]
+    ]
 
 
 def hosting_accounts(requests: Iterable[Mapping], hashes: Mapping[str, str],

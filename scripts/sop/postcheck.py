@@ -48,8 +48,11 @@ def check_http(req: Mapping, cfg: Mapping) -> dict:
         conn.request("GET", "/", headers={"Host": req["fqdn"]})
         resp = conn.getresponse()
         resp.read()
-        ok = resp.status == 200
-        detail = f"HTTP {resp.status}"
+        # A site with a certificate may send HTTP visitors to HTTPS (nginx_https_redirect).
+        to_https = resp.status in (301, 308) and \
+            resp.getheader("Location") == f"https://{req['fqdn']}/"
+        ok = resp.status == 200 or to_https
+        detail = f"HTTP {resp.status}" + (" ke HTTPS" if to_https else "")
     except Exception as exc:  # network errors of every kind are a failed check
         ok, detail = False, exc.__class__.__name__
     finally:

@@ -903,6 +903,8 @@ def _normalized(data: dict[str, Any], file: str, zone: str) -> dict[str, Any]:
     if "hosting" in data:
         quota = data["hosting"]["quota"]
         hosting = {"quota": quota, "quota_bytes": parse_size(quota)}
+        if "php" in data["hosting"]:  # left out: the inventory's sop_php_default decides
+            hosting["php"] = data["hosting"]["php"]
     mail = None
     if "mail" in data:
         kind = data["mail"]["domain"]

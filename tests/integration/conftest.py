@@ -43,6 +43,10 @@ MANAGED_FILES = [
     "/etc/sop-lab-ca/mail.crt",
     "/etc/sop-lab-ca/web.crt",
     "/etc/nginx/conf.d/agencies.conf",
+    "/usr/local/sbin/sop-nginx-check",
+    "/etc/nginx/sop-lab-ca/site.cnf",
+    "/etc/nginx/sop-lab-ca/site.crt",
+    "/etc/php/8.2/fpm/pool.d/sop-sites.conf",
     "/etc/ssh/sshd_config.d/sop-hosting.conf",
 ]
 

@@ -7,7 +7,6 @@ nothing. Mail has its own module (test_mail.py).
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 
@@ -35,13 +34,6 @@ def serial() -> int:
     return r.answer[0][0].serial
 
 
-def http_get(host: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
-    conn.request("GET", "/", headers={"Host": host})
-    resp = conn.getresponse()
-    return resp.status, resp.read().decode("utf-8", "replace")
-
-
 # --- DNS ---------------------------------------------------------------
 
 def test_every_example_name_answers_at_the_lab_dns(requests):
@@ -63,32 +55,6 @@ def test_the_lab_dns_is_not_an_open_resolver(lab_apply):
     r = dns.query.udp(q, DNS, timeout=3)
     assert r.rcode() == dns.rcode.REFUSED
     assert not r.answer
-
-
-# --- Web ---------------------------------------------------------------
-
-def test_every_site_answers_for_its_names_with_the_agency_page(requests):
-    sites = [r for r in requests if r["hosting"]]
-    assert sites
-    for req in sites:
-        for host in (req["fqdn"], f"www.{req['fqdn']}"):
-            status, body = http_get(host)
-            assert status == 200, host
-            assert req["agency"]["name"] in body, host
-
-
-def test_an_unknown_name_gets_no_agency_content(requests):
-    status, body = http_get(f"tidakada.{ZONE}")
-    assert status == 404
-    for req in requests:
-        assert req["agency"]["name"] not in body
-
-
-def test_a_mail_only_request_has_no_site(requests):
-    mail_only = [r for r in requests if not r["hosting"]]
-    assert mail_only, "the lab examples must include a mail-only request"
-    status, _ = http_get(mail_only[0]["fqdn"])
-    assert status == 404
 
 
 # --- Register, printout, report ------------------------------------------
