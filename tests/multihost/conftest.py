@@ -166,21 +166,25 @@ def _root_required_multihost():
         pytest.fail("the multi-host tests boot containers and must run as root")
 
 
-@pytest.fixture(scope="session")
+def image() -> Path:
+    """The cached root file system (built on first use)."""
+    built = subprocess.run([str(REPO / "scripts" / "multihost-image")], capture_output=True,
+                           text=True, cwd=REPO, timeout=1800)
+    assert built.returncode == 0, built.stderr
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
 def multihost():
     for tool in ("debootstrap", "systemd-nspawn"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: run ./scripts/bootstrap (Debian package "
                         f"{'debootstrap' if tool == 'debootstrap' else 'systemd-container'})")
     started = time.monotonic()
-    image = subprocess.run([str(REPO / "scripts" / "multihost-image")], capture_output=True,
-                           text=True, cwd=REPO, timeout=1800)
-    assert image.returncode == 0, image.stderr
-    base = Path(image.stdout.strip().splitlines()[-1])
+    base = image()
     image_seconds = time.monotonic() - started
 
     network = Network(base=base, hosts=HOSTS, domain=ZONE, daemons=DAEMONS)
-    network.destroy()  # what a kept or killed run left
     started = time.monotonic()
     try:
         network.create()

@@ -275,7 +275,11 @@ class Network:
         self.containers.clear()
         if _link_exists(BRIDGE):
             sh("ip", "link", "del", BRIDGE)
-        if STATE.is_dir():
-            for p in STATE.iterdir():
-                if p.is_file():
-                    p.unlink()
+        # Keys, inventory, requests and the test register go too, once no
+        # container file system is mounted below.
+        with open("/proc/self/mounts") as mounts:
+            busy = [line.split()[1] for line in mounts
+                    if line.split()[1].startswith(f"{STATE}/")]
+        if busy:
+            raise RuntimeError(f"still mounted, not removed: {', '.join(busy)}")
+        shutil.rmtree(STATE, ignore_errors=True)
