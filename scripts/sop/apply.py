@@ -62,6 +62,7 @@ class Progress:
     step_seconds: dict[int, float] = field(default_factory=dict)
     step_failed: set[int] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)
+    unreachable: dict[str, dict] = field(default_factory=dict)
     _current: list[int] = field(default_factory=list)
     _since: float = 0.0
 
@@ -74,6 +75,20 @@ class Progress:
     def finish(self) -> None:
         self._close_step(time.monotonic())
         self._current = []
+
+    def unreachable_outcome(self, stats: dict, run_ok: bool) -> list[dict]:
+        """Hosts that could not be reached: skipped when the run went on
+        without them and succeeded, else part of why it stopped."""
+        dark = set((stats or {}).get("dark") or {})
+        out = []
+        for host, info in self.unreachable.items():
+            fatal = host in dark or not run_ok
+            if host in dark:
+                self.failures.append(f"{host}: {info['task']}: unreachable: {info['message']}")
+                self.step_failed.update(info["steps"])
+            out.append({"host": host, "task": info["task"], "message": info["message"],
+                        "steps": info["steps"], "skipped": not fatal})
+        return out
 
     def handle(self, event: dict) -> bool:
         kind = event.get("event")
@@ -88,9 +103,14 @@ class Progress:
         elif kind == "runner_on_ok" and data.get("res", {}).get("changed"):
             task = data.get("task", "")
             self.out(f"{'':10}  diubah: {task} ({data.get('host')})")
-        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
-            "ignore_errors"
-        ):
+        elif kind == "runner_on_unreachable":
+            # Whether the play let the run go on without the host is known only
+            # from the final stats (`unreachable_outcome`).
+            msg = (data.get("res") or {}).get("msg") or "unreachable"
+            self.unreachable.setdefault(data.get("host"), {
+                "task": data.get("task"), "message": msg, "steps": list(self._current)})
+            self.out(f"{'':10}  TIDAK TERJANGKAU: {data.get('task')} ({data.get('host')}): {msg}")
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             res = data.get("res", {})
             msg = res.get("msg") or res.get("stderr") or "failed"
             if res.get("censored"):
@@ -170,8 +190,9 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     result = run_playbook(settings, state_dir / "runs" / run_id, progress, extravars, check)
     progress.finish()
     ansible_seconds = time.monotonic() - t0
-    ok = result.rc == 0 and result.status == "successful"
     stats = result.stats or {}
+    ok = result.rc == 0 and result.status == "successful"
+    unreachable = progress.unreachable_outcome(stats, ok)
 
     register = _open_register(settings)
     record = {
@@ -194,7 +215,9 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         "notes": [],
         "storage": _storage_from_events(result),
         "postchecks": [],
+        "unreachable": unreachable,
     }
+    record["notes"].extend(_unreachable_notes(unreachable))
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
     # SOP record 2 (hosting data) and the supervision of warnings 3-5.
@@ -237,6 +260,25 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     record["report_seconds"] = round(time.monotonic() - t, 2)
     _prune_runs(state_dir / "runs")
     return record
+
+
+def _unreachable_notes(unreachable: list[dict]) -> list[str]:
+    notes = []
+    for u in unreachable:
+        steps = ", ".join(str(n) for n in u["steps"]) or "-"
+        if u["skipped"]:
+            notes.append(
+                f"Server {u['host']} tidak terjangkau (langkah {steps}) dan dilewati; "
+                "proses pada server lain selesai. Server itu menyusul setelah aktif kembali "
+                "(DNS sekunder: dari server primer)."
+            )
+        else:
+            dns = " (termasuk DNS)" if max(u["steps"], default=0) < 6 else ""
+            notes.append(
+                f"Server {u['host']} tidak terjangkau (langkah {steps}): proses dihentikan "
+                f"pada langkah itu; langkah sesudahnya{dns} tidak dijalankan."
+            )
+    return notes
 
 
 def _prune_runs(runs: Path, keep: int = KEEP_RUNS) -> None:
