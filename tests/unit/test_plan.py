@@ -474,7 +474,7 @@ def test_the_command_as_the_pull_request_check_runs_it(repo: Path, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# Plan: what merging this change would do")
     assert "Compared with `origin/main`" in result.stdout
-    assert "`192.0.2.10`" in result.stdout  # production's (placeholder) web address
+    assert "`192.0.2.80`" in result.stdout  # production's (placeholder) web address
     assert "Traceback" not in result.stderr
 
 
