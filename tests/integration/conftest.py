@@ -89,6 +89,17 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def changed_tasks(output: str) -> list[str]:
+    """The tasks that reported a change, as "TASK name [host]" (for messages)."""
+    out, task = [], "?"
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: ["):
+            out.append(f"{task} {line.split()[1]}")
+    return out
+
+
 def snapshot() -> dict[str, str]:
     """Content hash of every file the playbook manages on the lab."""
     out = {}

@@ -14,7 +14,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from .conftest import REPO, playbook, recap, run, snapshot
+from .conftest import REPO, changed_tasks, playbook, recap, run, snapshot
 from .mailclient import imaps
 
 DNS = "127.0.0.1"
@@ -111,7 +111,8 @@ def test_a_second_run_changes_nothing(lab_apply, register, settings):
     assert result.returncode == 0, result.stdout[-3000:]
     counters = recap(result.stdout)
     assert counters, result.stdout[-2000:]
-    assert all(c["changed"] == 0 for c in counters.values()), counters
+    assert all(c["changed"] == 0 for c in counters.values()), \
+        (counters, changed_tasks(result.stdout))
     assert serial() == before_serial
     assert snapshot() == before_files
     from sop.register import Register, vault_password
