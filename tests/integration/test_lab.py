@@ -105,6 +105,10 @@ def test_report_records_each_step_and_the_post_checks(lab_apply, requests, regis
 # --- Idempotence and refusal ---------------------------------------------
 
 def test_a_second_run_changes_nothing(lab_apply, register, settings):
+    # A daemon started again by its init script (a reboot does that) must not
+    # undo what the run set: PHP-FPM's start re-applies its tmpfiles.d entry.
+    restarted = run(["service", "php8.2-fpm", "restart"])
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     before_serial = serial()
     before_files = snapshot()
     result = playbook()
