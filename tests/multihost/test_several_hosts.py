@@ -217,6 +217,7 @@ def test_a_new_request_reaches_the_secondary_by_notify(multihost, first):
 
 def test_the_run_completes_while_the_secondary_is_down(multihost, first):
     ns2 = multihost.host("ns2")
+    serial_before = serial("ns2")
     ns2.unplug()
     try:
         multihost.add_request("disdik", "DISDIK")
@@ -233,10 +234,19 @@ def test_the_run_completes_while_the_secondary_is_down(multihost, first):
         assert serial("ns1") > 0
     finally:
         ns2.plug_in_and_boot()
-    # Back up, the secondary catches up with the primary by itself.
-    assert eventually(lambda: serial("ns2") == serial("ns1"), timeout=60), (
+    # Back up, ns2 serves what it had: it missed the NOTIFY, and by itself would
+    # ask the primary only at the SOA refresh (an hour).
+    assert eventually(lambda: serial("ns2"), timeout=30) == serial_before
+    assert serial("ns1") > serial_before
+    # The next run (the scheduled one) has it catch up, and changes nothing else.
+    again = multihost.apply()
+    assert again["rc"] == 0, again["output"]
+    assert not again["record"]["unreachable"]
+    assert eventually(lambda: serial("ns2") == serial("ns1"), timeout=30), (
         serial("ns2"), serial("ns1"))
     assert ask("ns2", f"disdik.{ZONE}", "A")[1] == [address("web1")]
+    changed = {host: n for host, n in again["record"]["changed"].items() if n}
+    assert changed == {"ns2": 1}, changed  # the refresh it asked for
 
 
 def test_an_unreachable_mail_host_stops_the_run_before_dns(multihost, first):
