@@ -162,6 +162,7 @@ def _flat(req: Mapping[str, Any]) -> dict[str, str]:
     """The fields of a normalized request that an approver cares about, as text."""
     flat = {f"{group}.{key}": value for group in ("letter", "agency", "contact")
             for key, value in req[group].items() if value is not None}
+    flat["status"] = req.get("status", "active")
     # Every field of hosting and mailboxes (fields added later show up too),
     # but not what is derived from them.
     for key, value in (req.get("hosting") or {}).items():
@@ -187,7 +188,7 @@ def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
             if old.get(key) != new.get(key)]
 
 
-_GROUP_ORDER = ["letter", "agency", "contact", "hosting", "mail"]
+_GROUP_ORDER = ["letter", "agency", "contact", "status", "hosting", "mail"]
 
 
 def _field_order(key: str) -> tuple[int, str]:
