@@ -59,8 +59,11 @@ def build(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], life: Ma
                        if i in accounts and accounts[i].get("created"))
         return dates[0] if dates else None
 
+    # Archived this run: the register may not say so yet (check mode).
+    archived_now = {e["id"]: e.get("archived") for e in life.get("archived_now") or []}
+
     def archive_dates(account_id: str) -> tuple[str | None, str | None]:
-        since = accounts.get(account_id, {}).get("archived")
+        since = accounts.get(account_id, {}).get("archived") or archived_now.get(account_id)
         if not since:
             return None, None
         day = dt.date.fromisoformat(str(since))
@@ -102,9 +105,11 @@ def build(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], life: Ma
                          "to": list(alias["to"]), "status": state, "created": None,
                          "archived": None, "purge_after": None, "reason": None})
     labels = {r["subdomain"] for r in requests}
+    purged = {e["id"] for e in life.get("purged") or []}
     # Accounts of requests (or mailboxes) that are gone: archived until purged.
     for account_id, entry in sorted(accounts.items()):
-        if account_id in seen or not entry.get("archived"):
+        if account_id in seen or account_id in purged \
+                or not (entry.get("archived") or account_id in archived_now):
             continue
         label = entry.get("subdomain")
         archived, purge_after = archive_dates(account_id)
