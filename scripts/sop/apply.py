@@ -227,11 +227,12 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         "unreachable": unreachable,
     }
     record["lifecycle"] = _lifecycle_from_events(result)
+    served = _served(requests, record["lifecycle"])
     record["notes"].extend(_unreachable_notes(unreachable))
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
     # SOP record 2 (hosting data) and the supervision of warnings 3-5.
-    storage_extra = storage.record_run(settings, record, requests, result.events)
+    storage_extra = storage.record_run(settings, record, served, result.events)
     record["notes"] += storage_extra.pop("notes")
     record.update(storage_extra)
     record["notes"].extend(_usage_notes(result))
@@ -239,7 +240,6 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     printed: list[Path] = []
     if ok and not check:
         t = time.monotonic()
-        served = _served(requests, record["lifecycle"])
         record["postchecks"] = postcheck.run_postchecks(
             served, register.accounts, settings.get("sop_postcheck") or {}
         )
@@ -299,11 +299,14 @@ def _lifecycle_from_events(result) -> dict:
 
 
 def _served(requests: list[dict], life: dict) -> list[dict]:
-    """The requests the servers serve this run (ended events left out)."""
+    """The requests the servers serve this run (ended events left out), each
+    with its effective status (an ended event is suspended)."""
     if not life or "served" not in life:
         return requests
     served = set(life["served"])
-    return [r for r in requests if r["subdomain"] in served]
+    states = life.get("states") or {}
+    return [{**r, "status": (states.get(r["subdomain"]) or {}).get("state", "active")}
+            for r in requests if r["subdomain"] in served]
 
 
 def _unreachable_notes(unreachable: list[dict]) -> list[str]:

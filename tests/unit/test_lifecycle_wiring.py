@@ -214,7 +214,7 @@ def test_the_run_record_collects_the_decision_and_what_the_hosts_did():
     assert life["served"] == ["dinkes"]
     assert life["done"] == {"archived": ["a@x"], "restored": ["w"], "purged": ["p"]}
     reqs = [{"subdomain": "dinkes"}, {"subdomain": "usai"}]
-    assert apply._served(reqs, life) == [{"subdomain": "dinkes"}]
+    assert apply._served(reqs, life) == [{"subdomain": "dinkes", "status": "active"}]
     assert apply._served(reqs, {}) == reqs
 
 
