@@ -34,6 +34,7 @@ def full(label, **kw):
     r = req(label, **kw)
     r["hosting"] = {"quota": "1M", "quota_bytes": 2**20}
     r["letter"] = {"number": "1", "date": dt.date(2026, 11, 20), "subject": "s"}
+    r["contact"] = {"name": "Maria", "nip": "1" * 18, "position": "Kasubag", "phone": "0812"}
     r["mail"]["domain"] = "subdomain"
     r["mail"]["aliases"] = [{"local_part": "info", "address": f"info@{label}.{ZONE}",
                              "to": [f"admin@{label}.{ZONE}"]}]
@@ -261,3 +262,11 @@ def test_sop_names_prints_the_register_of_the_lab_examples(tmp_path):
     assert f"| pasola.{ZONE} | subdomain | Festival Pasola 2027 (PASOLA) | ditangguhkan |" \
         in out.stdout
     assert f"| dinkes.{ZONE} | subdomain | Dinas Kesehatan (DINKES) | aktif |" in out.stdout
+
+
+def test_the_plan_shows_a_suspension_as_a_change_of_the_request():
+    from sop import plan
+
+    before = full("dinkes")
+    changes = plan._field_changes(before, {**before, "status": "suspended"})
+    assert changes == [{"field": "status", "before": "active", "after": "suspended"}]
