@@ -261,6 +261,10 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
             )
     record["printouts"] = [str(p) for p in printed]
     record["steps"] = _steps(progress, ok, check, printed)
+    if record["lifecycle"] and not check:
+        # SOP record 3: the naming register, after every run that decided the lifecycle.
+        record["names"] = {k: str(v) for k, v in names.write_register(
+            settings, requests, register.accounts, record["lifecycle"], run_id).items()}
     record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t = time.monotonic()
     report_paths = documents.render_report(
@@ -269,10 +273,6 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     )
     record["report"] = {k: str(v) for k, v in report_paths.items()}
     record["report_seconds"] = round(time.monotonic() - t, 2)
-    if record["lifecycle"] and not check:
-        # SOP record 3: the naming register, after every run that decided the lifecycle.
-        record["names"] = {k: str(v) for k, v in names.write_register(
-            settings, requests, register.accounts, record["lifecycle"], run_id).items()}
     _prune_runs(state_dir / "runs")
     return record
 
