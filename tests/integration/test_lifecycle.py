@@ -10,14 +10,16 @@ so passwords are the lab's) and moves the lifecycle's date forward with
 stage      SOP_TODAY   what changes in the request files
 =========  ==========  =========================================================
 change     2027-03-15  dinkes: + mailbox humas, + alias, larger hosting quota;
-                       bappeda: status suspended; pasola ends in 16 days
-remove     2027-04-05  (a removal of 2 of 4 agencies is refused first)
+                       bappeda: status suspended; pasola ends in 16 days;
+                       a new web-only request ujiarsip
+remove     2027-04-05  (a removal of 2 of 5 agencies is refused first)
                        bappeda resumed; humas and its alias removed; dukcapil
-                       removed; pasola has ended (suspended)
+                       and ujiarsip removed (allowed: --allow-large-removal);
+                       pasola has ended (suspended)
 undo       2027-04-20  dukcapil back (undo window); dinkes suspended with the
                        inventory refusing a suspended agency's mail
-purge      2027-05-06  dinkes resumed; humas purged (31 days); pasola archived
-                       (ended 36 days ago)
+purge      2027-05-06  dinkes resumed; humas and ujiarsip purged (31 days);
+                       pasola archived (ended 36 days ago)
 =========  ==========  =========================================================
 
 The last test applies the lab examples again with the real date: pasola comes
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import imaplib
 import json
+import pwd
 import re
 import shutil
 import smtplib
@@ -174,6 +177,12 @@ def changed(lab):
 
     edit(folder, "dinkes", dinkes)
     edit(folder, "bappeda", lambda doc: doc.update(status="suspended"))
+    new = yaml.safe_load((folder / "pasola.yml").read_text())
+    new["subdomain"] = "ujiarsip"
+    new["agency"] = {"name": "Kantor Uji Arsip", "abbreviation": "UJIARSIP",
+                     "category": "instansi"}
+    new["hosting"] = {"quota": "8M"}
+    (folder / "ujiarsip.yml").write_text(yaml.safe_dump(new, allow_unicode=True))
     result = sop_apply(lab["inventory"], "2027-03-15")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     return {"report": report_of(result)}
@@ -183,7 +192,7 @@ def test_a_change_converges_and_untouched_passwords_stay(lab, changed):
     accounts = register().accounts
     # Every account that existed keeps its hash: only the new mailbox is new.
     assert {k: accounts[k]["hash"] for k in lab["hashes"]} == lab["hashes"]
-    assert set(accounts) - set(lab["hashes"]) == {HUMAS}
+    assert set(accounts) - set(lab["hashes"]) == {HUMAS, "hosting:ujiarsip"}
     imaps(HUMAS, password(HUMAS)).logout()
     imaps(ADMIN, password(ADMIN)).logout()
     subject = f"alias-baru-{uid()}"
@@ -193,6 +202,13 @@ def test_a_change_converges_and_untouched_passwords_stay(lab, changed):
     record = json.loads(Path(changed["report"]["storage_record"]).read_text())
     hosting = {a["id"]: a["quota_bytes"] for ag in record["agencies"] for a in ag["accounts"]}
     assert hosting["hosting:dinkes"] == 768 * 2**20
+
+
+def test_a_new_request_is_created(changed):
+    assert answer(f"ujiarsip.{ZONE}", "A") == (dns.rcode.NOERROR, ["127.0.0.1"])
+    status, _, body = get(f"ujiarsip.{ZONE}")
+    assert status == 200 and "Kantor Uji Arsip" in body
+    ssh("w-ujiarsip", password("hosting:ujiarsip")).close()
 
 
 def test_a_suspended_agency_shows_a_plain_page_and_refuses_logins(lab, changed):
@@ -249,7 +265,9 @@ def removed(lab, changed):
 
     edit(folder, "dinkes", dinkes)
     edit(folder, "bappeda", lambda doc: doc.pop("status"))
-    result = sop_apply(lab["inventory"], "2027-04-05")
+    (folder / "ujiarsip.yml").unlink()
+    # dukcapil and ujiarsip: 2 of 5 again, this time allowed explicitly.
+    result = sop_apply(lab["inventory"], "2027-04-05", "--allow-large-removal")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     return {"report": report_of(result)}
 
@@ -258,7 +276,7 @@ def test_removing_too_many_agencies_at_once_is_refused(lab, removed):
     refused, before, after = lab["refused"]
     assert refused.returncode != 0
     out = refused.stdout + refused.stderr
-    assert "would remove 2 of 4 agencies (50% > 30%)" in out
+    assert "would remove 2 of 5 agencies (40% > 30%)" in out
     assert "--allow-large-removal" in out
     assert after == before, "nothing changed on the servers"
 
@@ -297,6 +315,17 @@ def test_a_removed_agency_is_archived_and_its_names_go(lab, removed):
     assert re.search(rf"\| {re.escape(LAYANAN)} \| kotak surat \| .*\| diarsipkan \|", names)
     assert f"| bappeda.{ZONE} | subdomain | Badan Perencanaan Pembangunan Daerah (BAPPEDA) " \
            "| aktif |" in names
+
+
+def test_a_removed_site_is_archived_and_its_account_locked(removed):
+    assert removed["report"]["allow_large_removal"] is True
+    assert answer(f"ujiarsip.{ZONE}", "A")[0] == dns.rcode.NXDOMAIN
+    status, _, body = get(f"ujiarsip.{ZONE}")
+    assert status == 404 and "Uji Arsip" not in body
+    assert not (WEB_ROOT / "ujiarsip").exists()
+    assert archives(WEB_ROOT, "ujiarsip") == ["ujiarsip-2027-04-05"]
+    assert (WEB_ROOT / ".archive").stat().st_mode & 0o777 == 0o700
+    assert sftp_refused("w-ujiarsip", password("hosting:ujiarsip"))
 
 
 def test_an_ended_event_is_suspended(removed):
@@ -342,11 +371,14 @@ def purged(lab, undone):
 
 
 def test_an_archive_is_purged_once_the_retention_has_passed(purged):
-    assert archives(MAIL_ROOT, HUMAS) == []
-    assert HUMAS not in register().accounts
+    assert archives(MAIL_ROOT, HUMAS) == [] and archives(WEB_ROOT, "ujiarsip") == []
+    accounts = register().accounts
+    assert HUMAS not in accounts and "hosting:ujiarsip" not in accounts
+    with pytest.raises(KeyError):
+        pwd.getpwnam("w-ujiarsip")
     life = purged["report"]["lifecycle"]
-    assert [e["id"] for e in life["purged"]] == [HUMAS]
-    assert life["done"]["purged"] == [HUMAS]
+    assert sorted(e["id"] for e in life["purged"]) == sorted([HUMAS, "hosting:ujiarsip"])
+    assert life["done"]["purged"] == sorted([HUMAS, "ujiarsip"])
     md = Path(purged["report"]["md"]).read_text()
     assert f"| Dihapus permanen | {HUMAS} |" in md
     names = Path(purged["report"]["names"]["md"]).read_text()
