@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import documents, model, postcheck, storage
+from . import documents, lifecycle, model, names, postcheck, storage
 from .config import Settings
 from .register import Register, vault_password
 from .steps import STEPS, steps_of_play
@@ -152,15 +152,18 @@ def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
 
 
 def apply(settings: Settings, overcommit: bool = False, check: bool = False,
-          printouts: bool = True, out: Callable[[str], None] = print) -> dict:
+          printouts: bool = True, out: Callable[[str], None] = print,
+          allow_large_removal: bool = False) -> dict:
     """Run the whole SOP for the inventory; returns the run record.
 
     ``printouts=False`` (scheduled CI) leaves the sheets due in the register
-    for `sop print` on the administrator's machine.
+    for `sop print` on the administrator's machine. ``allow_large_removal``
+    lets a run remove more agencies than the inventory's share (issue 9).
+    ``$SOP_TODAY`` (YYYY-MM-DD) rehearses the lifecycle at another date.
     """
     state_dir = settings.state_dir
     with apply_lock(state_dir):
-        return _apply_locked(settings, overcommit, check, printouts, out)
+        return _apply_locked(settings, overcommit, check, printouts, out, allow_large_removal)
 
 
 def _open_register(settings: Settings) -> Register:
@@ -169,7 +172,7 @@ def _open_register(settings: Settings) -> Register:
 
 
 def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: bool,
-                  out: Callable[[str], None]) -> dict:
+                  out: Callable[[str], None], allow_large_removal: bool = False) -> dict:
     state_dir = settings.state_dir
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
@@ -186,6 +189,11 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
 
     progress = Progress(out=out)
     extravars = {"sop_storage_overcommit": True} if overcommit else {}
+    if allow_large_removal:
+        extravars["sop_allow_large_removal"] = True
+    if os.environ.get(lifecycle.TODAY_ENV):
+        lifecycle.today_from(os.environ[lifecycle.TODAY_ENV])  # a wrong date stops here
+        extravars["sop_today"] = os.environ[lifecycle.TODAY_ENV]
     t0 = time.monotonic()
     result = run_playbook(settings, state_dir / "runs" / run_id, progress, extravars, check)
     progress.finish()
@@ -205,6 +213,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         "failure": None if ok else ("; ".join(progress.failures) or _tail(result)),
         "check_mode": check,
         "overcommit": overcommit,
+        "allow_large_removal": allow_large_removal,
         "requests": [
             {"subdomain": r["subdomain"], "agency": r["agency"]["name"],
              "new": r["subdomain"] in new}
@@ -217,11 +226,13 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         "postchecks": [],
         "unreachable": unreachable,
     }
+    record["lifecycle"] = _lifecycle_from_events(result)
+    served = _served(requests, record["lifecycle"])
     record["notes"].extend(_unreachable_notes(unreachable))
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
     # SOP record 2 (hosting data) and the supervision of warnings 3-5.
-    storage_extra = storage.record_run(settings, record, requests, result.events)
+    storage_extra = storage.record_run(settings, record, served, result.events)
     record["notes"] += storage_extra.pop("notes")
     record.update(storage_extra)
     record["notes"].extend(_usage_notes(result))
@@ -230,14 +241,14 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     if ok and not check:
         t = time.monotonic()
         record["postchecks"] = postcheck.run_postchecks(
-            requests, register.accounts, settings.get("sop_postcheck") or {}
+            served, register.accounts, settings.get("sop_postcheck") or {}
         )
         progress.step_seconds[8] = time.monotonic() - t
         t = time.monotonic()
         if printouts:
-            printed = _print_due(settings, register, requests)
+            printed = _print_due(settings, register, served)
             progress.step_seconds[7] = time.monotonic() - t
-        pending = [r["subdomain"] for r in requests if register.print_due(r["subdomain"])]
+        pending = [r["subdomain"] for r in served if register.print_due(r["subdomain"])]
         if pending:
             record["notes"].append(
                 "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
@@ -250,6 +261,10 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
             )
     record["printouts"] = [str(p) for p in printed]
     record["steps"] = _steps(progress, ok, check, printed)
+    if record["lifecycle"] and not check:
+        # SOP record 3: the naming register, after every run that decided the lifecycle.
+        record["names"] = {k: str(v) for k, v in names.write_register(
+            settings, requests, register.accounts, record["lifecycle"], run_id).items()}
     record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t = time.monotonic()
     report_paths = documents.render_report(
@@ -260,6 +275,38 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     record["report_seconds"] = round(time.monotonic() - t, 2)
     _prune_runs(state_dir / "runs")
     return record
+
+
+def _lifecycle_from_events(result) -> dict:
+    """The lifecycle decided by the run (sop_lifecycle) and what the hosts did."""
+    out: dict = {}
+    done = {"archived": set(), "restored": set(), "purged": set()}
+    for event in result.events:
+        if event.get("event") != "runner_on_ok":
+            continue
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        if data.get("task_action") in ("sop_lifecycle",) and "summary" in res:
+            out = dict(res["summary"])
+            out["served"] = [r["subdomain"] for r in res.get("provision") or []]
+        facts = res.get("ansible_facts") or {}
+        for key, names_done in (facts.get("storage_archive_changes") or {}).items():
+            if key in done:
+                done[key].update(names_done)
+    if out:
+        out["done"] = {k: sorted(v) for k, v in done.items()}
+    return out
+
+
+def _served(requests: list[dict], life: dict) -> list[dict]:
+    """The requests the servers serve this run (ended events left out), each
+    with its effective status (an ended event is suspended)."""
+    if not life or "served" not in life:
+        return requests
+    served = set(life["served"])
+    states = life.get("states") or {}
+    return [{**r, "status": (states.get(r["subdomain"]) or {}).get("state", "active")}
+            for r in requests if r["subdomain"] in served]
 
 
 def _unreachable_notes(unreachable: list[dict]) -> list[str]:

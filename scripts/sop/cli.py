@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "sop.plan",
     "sop.scaffold",
     "sop.storage",
+    "sop.names",
 ]
 
 

@@ -31,7 +31,8 @@ def _cmd_apply(args) -> int:
 
     settings = load_settings(args.inventory)
     record = apply(settings, overcommit=args.overcommit, check=args.check,
-                   printouts=not args.no_printouts)
+                   printouts=not args.no_printouts,
+                   allow_large_removal=args.allow_large_removal)
     for path in record.get("printouts", []):
         print(f"Dokumen cetak (printout): {path}")
     for kind, path in record["report"].items():
@@ -81,6 +82,9 @@ def add_parser(sub) -> None:
     p.add_argument("--check", action="store_true", help="show what would change; change nothing")
     p.add_argument("--no-printouts", action="store_true",
                    help="leave the credential sheets for `sop print` (scheduled CI runs)")
+    p.add_argument("--allow-large-removal", action="store_true",
+                   help="go ahead although the run archives more agencies than the inventory's "
+                        "sop_lifecycle.removal_threshold_percent (deleted request files)")
     p.set_defaults(func=_cmd_apply)
 
     p = sub.add_parser("print", help="credential printout (PDF) of requests")

@@ -608,7 +608,36 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
             f"{format_date_id(report_day)}"
         ),
         **_storage_supervision_context(run),
+        "lifecycle_rows": _lifecycle_rows(run.get("lifecycle") or {}),
+        "lifecycle_warnings": list((run.get("lifecycle") or {}).get("warnings") or []),
     }
+
+
+def _lifecycle_rows(life: Mapping[str, Any]) -> list[dict]:
+    """Section F (issue 9): suspended, archived, restored and purged this run."""
+    rows = []
+    states = life.get("states") or {}
+    for label in life.get("suspended") or []:
+        rows.append({"what": "Ditangguhkan", "name": label, "date": life.get("today"),
+                     "detail": (states.get(label) or {}).get("reason") or ""})
+    for label, st in sorted(states.items()):
+        if st.get("state") == "expired":
+            rows.append({"what": "Kegiatan berakhir", "name": label, "date": life.get("today"),
+                         "detail": st.get("reason") or ""})
+    for entry in life.get("archived_now") or []:
+        rows.append({"what": "Diarsipkan", "name": entry["id"], "date": entry.get("archived"),
+                     "detail": f"dihapus permanen mulai {entry.get('purge_after')}"})
+    for entry in life.get("restored") or []:
+        rows.append({"what": "Dipulihkan", "name": entry["id"], "date": life.get("today"),
+                     "detail": f"dari arsip {entry.get('archived')}; kata sandi tetap"})
+    for entry in life.get("purged") or []:
+        rows.append({"what": "Dihapus permanen", "name": entry["id"], "date": life.get("today"),
+                     "detail": f"diarsipkan {entry.get('archived')}"})
+    for entry in life.get("archived_kept") or []:
+        rows.append({"what": "Tetap dalam arsip", "name": entry["id"],
+                     "date": entry.get("archived"),
+                     "detail": f"dihapus permanen mulai {entry.get('purge_after')}"})
+    return rows
 
 
 def _storage_supervision_context(run: Mapping[str, Any]) -> dict[str, Any]:

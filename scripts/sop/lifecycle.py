@@ -49,7 +49,7 @@ class Settings:
     @classmethod
     def from_mapping(cls, values: Mapping | None) -> Settings:
         merged = {**DEFAULTS, **{k: v for k, v in (values or {}).items() if k in DEFAULTS}}
-        return cls(**{k: int(v) for k, v in merged.items()})
+        return cls(**{k: int(float(v)) for k, v in merged.items()})
 
 
 def _date(value) -> dt.date | None:
@@ -77,11 +77,14 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
     ``accounts`` is the register's (id -> entry with ``subdomain`` and,
     once archived, ``archived``: ISO date).
 
-    Returns ``provision`` (requests whose accounts exist and are served),
-    ``suspended`` (labels among them that are served suspended), ``archive``
-    (register ids to archive now), ``archived`` (ids already archived and
-    kept), ``purge`` (ids whose retention has passed), ``warnings`` (events
-    ending soon) and ``states`` (label -> {state, reason}).
+    Returns ``provision`` (requests whose accounts exist and are served, each
+    with its effective ``status``), ``suspended`` (labels among them that are
+    served suspended), ``archive`` (register ids to archive now),
+    ``archived`` (ids already archived and kept), ``restore`` (archived ids
+    asked for again within the undo window: their data comes back, with the
+    same password), ``purge`` (ids whose retention has passed),
+    ``warnings`` (events ending soon) and ``states`` (label -> {state,
+    reason}).
     """
     requests = list(requests)
     states: dict[str, dict] = {}
@@ -102,11 +105,13 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
             )
 
     wanted = {a["id"] for a in model.accounts(provision)}
-    archive, archived, purge = [], [], []
+    archive, archived, purge, restore = [], [], [], []
     for account_id, entry in sorted(accounts.items()):
-        if account_id in wanted:
-            continue
         since = _date(entry.get("archived"))
+        if account_id in wanted:
+            if since is not None:  # asked for again within the undo window
+                restore.append(account_id)
+            continue
         if since is None:
             archive.append(account_id)
         elif (today - since).days >= cfg.retention_days:
@@ -130,11 +135,127 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
                 "(sop apply --allow-large-removal)."
             )
     return {
-        "provision": provision,
+        # Each with its effective ``status`` (active or suspended) for the model.
+        "provision": [{**r, "status": states[r["subdomain"]]["state"]} for r in provision],
         "suspended": suspended,
+        "restore": restore,
         "archive": archive,
         "archived": archived,
         "purge": purge,
         "warnings": warnings,
         "states": states,
+    }
+
+
+# --- Carrying the decisions out -----------------------------------------------
+
+TODAY_ENV = "SOP_TODAY"
+
+
+def today_from(value: object = None) -> dt.date:
+    """The lifecycle's "today".
+
+    An explicit override (the playbook's ``sop_today``, `sop`'s
+    ``$SOP_TODAY``; ``YYYY-MM-DD``) rehearses a later date: the tests use it
+    to run event expiry and retention without waiting. Empty: today in the
+    regency (WITA), like the validator's.
+    """
+    if value in (None, ""):
+        from .validate import regency_today
+
+        return regency_today()
+    try:
+        return _date(value)
+    except ValueError as exc:
+        raise LifecycleError(f"the lifecycle date {value!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def archive_name(name: str, day: object) -> str:
+    """Folder name of an archive: the account's name and the day it was archived."""
+    return f"{name}-{_date(day).isoformat()}"
+
+
+def storage_actions(decision: Mapping, accounts: Mapping[str, Mapping], today: dt.date,
+                    settings: Mapping) -> dict:
+    """What the mail and web hosts do with archived data this run.
+
+    ``settings``: ``mail_root`` (Maildirs: ``<root>/<domain>/<local part>``)
+    and ``web_root`` (sites: ``<root>/<label>``). Archives live in
+    ``<root>/.archive/<name>-<YYYY-MM-DD>``, the date being the register's
+    ``archived`` (today for what is archived now). Every archived account is
+    listed under ``archive`` on every run until it is purged, so a run that
+    failed half-way is completed by the next one. Returns per host kind
+    (``mail``, ``web``) the folder lists ``archive``, ``restore``, ``purge``
+    (each ``{name, path, archive}``) and, for ``web``, the hosting users to
+    ``lock`` (archived) and ``remove`` (purged).
+    """
+    roots = {"mailbox": str(settings["mail_root"]).rstrip("/"),
+             "hosting": str(settings["web_root"]).rstrip("/")}
+    out = {kind: {"archive": [], "restore": [], "purge": []} for kind in ("mail", "web")}
+    out["web"].update(lock=[], remove=[])
+
+    def item(account_id: str, day: object) -> tuple[str, dict]:
+        entry = accounts[account_id]
+        kind = entry.get("kind") or ("hosting" if account_id.startswith("hosting:") else "mailbox")
+        root = roots[kind]
+        if kind == "hosting":
+            name = entry["subdomain"]
+            path = f"{root}/{name}"
+        else:
+            name = account_id
+            local, _, domain = account_id.partition("@")
+            path = f"{root}/{domain}/{local}"
+        return ("web" if kind == "hosting" else "mail"), {
+            "name": name, "path": path,
+            "archive": f"{root}/.archive/{archive_name(name, day)}",
+            "username": entry.get("username", name),
+        }
+
+    for account_id in decision["archive"]:
+        kind, it = item(account_id, today)
+        out[kind]["archive"].append(it)
+    for account_id in decision["archived"]:
+        kind, it = item(account_id, accounts[account_id]["archived"])
+        out[kind]["archive"].append(it)
+    for account_id in decision["restore"]:
+        kind, it = item(account_id, accounts[account_id]["archived"])
+        out[kind]["restore"].append(it)
+    for account_id in decision["purge"]:
+        kind, it = item(account_id, accounts[account_id]["archived"])
+        out[kind]["purge"].append(it)
+    out["web"]["lock"] = sorted(i["username"] for i in out["web"]["archive"])
+    out["web"]["remove"] = sorted(i["username"] for i in out["web"]["purge"])
+    for lists in out.values():
+        for key in ("archive", "restore", "purge"):
+            lists[key].sort(key=lambda i: i["name"])
+    return out
+
+
+def summary(decision: Mapping, accounts: Mapping[str, Mapping], today: dt.date,
+            cfg: Settings) -> dict:
+    """The run report's lifecycle section (plain data, no secrets)."""
+    def entries(ids, day=None):
+        out = []
+        for account_id in ids:
+            entry = accounts.get(account_id, {})
+            since = _date(day or entry.get("archived"))
+            out.append({
+                "id": account_id, "kind": entry.get("kind"),
+                "username": entry.get("username"), "subdomain": entry.get("subdomain"),
+                "archived": since.isoformat() if since else None,
+                "purge_after": (since + dt.timedelta(days=cfg.retention_days)).isoformat()
+                if since else None,
+            })
+        return out
+
+    return {
+        "today": today.isoformat(),
+        "retention_days": cfg.retention_days,
+        "states": {k: dict(v) for k, v in sorted(decision["states"].items())},
+        "suspended": sorted(decision["suspended"]),
+        "archived_now": entries(decision["archive"], today),
+        "archived_kept": entries(decision["archived"]),
+        "restored": entries(decision["restore"]),
+        "purged": entries(decision["purge"]),
+        "warnings": list(decision["warnings"]),
     }

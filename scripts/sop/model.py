@@ -67,14 +67,23 @@ def mail_domains(requests: Iterable[Mapping]) -> list[str]:
     return sorted({req["mail"]["address_domain"] for req in requests if req.get("mail")})
 
 
+def suspended(req: Mapping) -> bool:
+    """Whether a request is served suspended (``status``, set by the lifecycle)."""
+    return req.get("status") == "suspended"
+
+
 def mail_data(requests: Iterable[Mapping], hashes: Mapping[str, str]) -> dict:
     """Plain data for the Postfix and Dovecot roles.
 
     ``hashes`` maps a mailbox address to its crypt hash (from the register).
+    A suspended request's mailboxes keep their data and hash but refuse
+    logins (``login: false``); its addresses (mailboxes and aliases) are
+    listed in ``suspended`` for an inventory that refuses their mail.
     """
     requests = list(requests)
     mailboxes = []
     aliases = []
+    stopped = []
     for req in requests:
         mail = req.get("mail")
         if not mail:
@@ -85,14 +94,19 @@ def mail_data(requests: Iterable[Mapping], hashes: Mapping[str, str]) -> dict:
                     "address": box["address"],
                     "hash": hashes[box["address"]],
                     "quota_bytes": box["quota_bytes"],
+                    "login": not suspended(req),
                 }
             )
         for alias in mail.get("aliases", []):
             aliases.append({"address": alias["address"], "to": list(alias["to"])})
+        if suspended(req):
+            stopped += [box["address"] for box in mail["mailboxes"]]
+            stopped += [alias["address"] for alias in mail.get("aliases", [])]
     return {
         "domains": mail_domains(requests),
         "mailboxes": sorted(mailboxes, key=lambda m: m["address"]),
         "aliases": sorted(aliases, key=lambda a: a["address"]),
+        "suspended": sorted(stopped),
     }
 
 
@@ -222,6 +236,7 @@ def vhosts(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
                 "abbreviation": req["agency"]["abbreviation"],
                 "php": php,
                 "php_socket": f"{socket_dir}/sop-{label}.sock" if php else None,
+                "suspended": suspended(req),
             }
         )
     return out
@@ -250,7 +265,8 @@ def hosting_accounts(requests: Iterable[Mapping], hashes: Mapping[str, str],
             {
                 "name": hosting_username(label),
                 "home": f"{root}/{label}",
-                "hash": hashes[hosting_account_id(label)],
+                # Suspended: the same hash, locked ("!" in front, as usermod -L does).
+                "hash": ("!" if suspended(req) else "") + hashes[hosting_account_id(label)],
                 "comment": req["agency"]["abbreviation"],
                 "quota_bytes": req["hosting"]["quota_bytes"],
             }

@@ -162,6 +162,7 @@ def _flat(req: Mapping[str, Any]) -> dict[str, str]:
     """The fields of a normalized request that an approver cares about, as text."""
     flat = {f"{group}.{key}": value for group in ("letter", "agency", "contact")
             for key, value in req[group].items() if value is not None}
+    flat["status"] = req.get("status", "active")
     # Every field of hosting and mailboxes (fields added later show up too),
     # but not what is derived from them.
     for key, value in (req.get("hosting") or {}).items():
@@ -187,7 +188,7 @@ def _field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
             if old.get(key) != new.get(key)]
 
 
-_GROUP_ORDER = ["letter", "agency", "contact", "hosting", "mail"]
+_GROUP_ORDER = ["letter", "agency", "contact", "status", "hosting", "mail"]
 
 
 def _field_order(key: str) -> tuple[int, str]:
@@ -582,13 +583,18 @@ def _warnings(plan: dict) -> list[str]:
         out += _alert("WARNING", [
             f"**REMOVAL: {_count(len(agencies['removed']), 'agency', 'agencies')} would be "
             f"removed:** {names}.",
-            "Their DNS names, mailboxes, aliases, websites and hosting accounts are taken "
-            "off the servers; mail to their addresses is refused from then on."])
+            "Their DNS names and aliases are taken off the servers and mail to their "
+            "addresses is refused from then on; their mailboxes, websites and hosting "
+            "accounts are disabled and archived, and deleted for good by the first run after "
+            "the retention period (`sop_lifecycle.retention_days`, 30 days by default). "
+            "Putting the file back before then restores them with the same passwords."])
     deleted = [k for k in ("mailboxes", "aliases", "vhosts", "hosting_accounts")
                if plan[k]["delete"]]
     if deleted and not agencies["removed"]:
         counts = ", ".join(_count(len(plan[k]["delete"]), *_NOUNS[k]) for k in deleted)
-        out += _alert("WARNING", [f"**DELETION:** {counts} would be deleted."])
+        out += _alert("WARNING", [f"**DELETION:** {counts} would be deleted (mailboxes and "
+                                  "sites: archived, deleted for good after the retention "
+                                  "period)."])
     storage = plan["storage"]
     short = [m for m in storage["mounts"] if not m["fits"]]
     if short:

@@ -2,7 +2,9 @@
 
 For each request: the name answers at the authoritative DNS server, the site
 answers for its name, and every mailbox logs in over IMAP, through TLS with a
-verified certificate, with the password from the register. Results carry no
+verified certificate, with the password from the register. For a suspended
+request (``status: suspended``, issue 9) the opposite is checked: the site
+answers 503 (the suspended page) and the login is refused. Results carry no
 password.
 """
 
@@ -41,7 +43,7 @@ def check_dns(req: Mapping, cfg: Mapping) -> dict:
                    f"{rdtype} {', '.join(answers)}" if answers else f"no {rdtype} answer")
 
 
-def check_http(req: Mapping, cfg: Mapping) -> dict:
+def check_http(req: Mapping, cfg: Mapping, suspended: bool = False) -> dict:
     conn = http.client.HTTPConnection(cfg["web_address"], int(cfg.get("web_port", 80)),
                                       timeout=TIMEOUT)
     try:
@@ -52,7 +54,11 @@ def check_http(req: Mapping, cfg: Mapping) -> dict:
         to_https = resp.status in (301, 308) and \
             resp.getheader("Location") == f"https://{req['fqdn']}/"
         ok = resp.status == 200 or to_https
+        if suspended:  # the suspended page, over HTTP or after the redirect
+            ok = resp.status == 503 or to_https
         detail = f"HTTP {resp.status}" + (" ke HTTPS" if to_https else "")
+        if suspended:
+            detail += " (ditangguhkan)"
     except Exception as exc:  # network errors of every kind are a failed check
         ok, detail = False, exc.__class__.__name__
     finally:
@@ -60,7 +66,8 @@ def check_http(req: Mapping, cfg: Mapping) -> dict:
     return _result(req, "http", req["fqdn"], ok, detail)
 
 
-def check_imap(req: Mapping, address: str, password: str, cfg: Mapping) -> dict:
+def check_imap(req: Mapping, address: str, password: str, cfg: Mapping,
+               suspended: bool = False) -> dict:
     """Log in over TLS only: implicit TLS (``imap_security: tls``, port 993)
     or STARTTLS (143, the default). A server that offers no STARTTLS fails the
     check rather than receiving the password in clear. The certificate is
@@ -80,8 +87,15 @@ def check_imap(req: Mapping, address: str, password: str, cfg: Mapping) -> dict:
                 if "STARTTLS" not in imap.capabilities:
                     return _result(req, "imap", address, False, "STARTTLS not offered")
                 imap.starttls(ssl_context=ctx)
-            imap.login(address, password)
+            try:
+                imap.login(address, password)
+            except imaplib.IMAP4.error:
+                if suspended:  # refused as it must be: the server answered NO
+                    return _result(req, "imap", address, True, "login ditolak (ditangguhkan)")
+                raise
             imap.logout()
+        if suspended:
+            return _result(req, "imap", address, False, "login diterima, padahal ditangguhkan")
         return _result(req, "imap", address, True, "login OK (TLS)")
     except Exception as exc:  # login refusal, TLS and network errors alike
         return _result(req, "imap", address, False, exc.__class__.__name__)
@@ -121,13 +135,14 @@ def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mappin
     """Every check for every request; ``credentials`` maps address to entry."""
     results = []
     for req in requests:
+        suspended = req.get("status") == "suspended"
         results.append(check_dns(req, cfg))
         if req.get("hosting"):
-            results.append(check_http(req, cfg))
+            results.append(check_http(req, cfg, suspended))
         for box in (req.get("mail") or {}).get("mailboxes", []):
             entry = credentials.get(box["address"])
             if entry is None:
                 results.append(_result(req, "imap", box["address"], False, "not in register"))
                 continue
-            results.append(check_imap(req, box["address"], entry["password"], cfg))
+            results.append(check_imap(req, box["address"], entry["password"], cfg, suspended))
     return results

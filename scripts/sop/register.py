@@ -165,6 +165,34 @@ class Register:
             added.append(name)
         return added
 
+    def mark_archived(self, ids: Iterable[str], today: dt.date | None = None) -> list[str]:
+        """Note the day accounts were archived (issue 9); the purge counts from it.
+
+        An account already marked keeps its first date. Returns the ids marked now.
+        """
+        day = (today or dt.date.today()).isoformat()
+        marked = []
+        for account_id in ids:
+            entry = self.accounts.get(account_id)
+            if entry is not None and not entry.get("archived"):
+                entry["archived"] = day
+                marked.append(account_id)
+        return marked
+
+    def restore(self, ids: Iterable[str]) -> list[str]:
+        """Asked for again within the undo window: live again, same password."""
+        restored = []
+        for account_id in ids:
+            entry = self.accounts.get(account_id)
+            if entry is not None and entry.pop("archived", None):
+                restored.append(account_id)
+        return restored
+
+    def forget(self, ids: Iterable[str]) -> list[str]:
+        """Drop purged accounts (their data is gone from the servers)."""
+        return [account_id for account_id in ids
+                if self.accounts.pop(account_id, None) is not None]
+
     def reset(self, account_id: str, today: dt.date | None = None) -> None:
         """Issue a new password and mark the printout to be reprinted."""
         if account_id not in self.accounts:

@@ -947,6 +947,8 @@ def _normalized(data: dict[str, Any], file: str, zone: str) -> dict[str, Any]:
             "ends": agency.get("ends"),
         },
         "contact": {key: contact[key] for key in ("name", "nip", "position", "phone")},
+        # Optional (issue 9): kept only when the file gives it; absent means active.
+        **({"status": data["status"]} if "status" in data else {}),
         "hosting": hosting,
         "mail": mail,
         "quota_bytes_total": total,

@@ -204,6 +204,8 @@ def test_contract_example_is_valid_and_normalized(tmp_path: Path) -> None:
         pytest.param(both(put("agency.category", "kegiatan"), put("agency.ends", "2027-03-31")),
                      "dinkes.yml", id="event-with-end"),
         pytest.param(put("agency.category", "layanan_publik"), "dinkes.yml", id="public-service"),
+        pytest.param(put("status", "suspended"), "dinkes.yml", id="suspended"),
+        pytest.param(put("status", "active"), "dinkes.yml", id="status-active"),
         pytest.param(put("mail.domain", "parent"), "dinkes.yml", id="parent-domain"),
         pytest.param(put("letter.date", "2026-11-30"), "dinkes.yml", id="letter-dated-today"),
         pytest.param(put("agency.name", "Dinas Kependudukan & Pencatatan Sipil"), "dinkes.yml",
@@ -417,6 +419,7 @@ BAD_CASES = [
     # subdomain
     bad("label-uppercase", put("subdomain", "Dinkes"), "subdomain", "DNS label"),
     bad("label-one-char", put("subdomain", "d"), "subdomain", "2 to 63 characters"),
+    bad("status-unknown", put("status", "paused"), "status", "must be active or suspended"),
     bad("label-too-long", put("subdomain", "x" * 64), "subdomain", "2 to 63 characters"),
     bad("label-leading-dash", put("subdomain", "-dinkes"), "subdomain", "starting or ending"),
     bad("label-punycode", put("subdomain", "xn--dinkes"), "subdomain", "positions 3-4"),

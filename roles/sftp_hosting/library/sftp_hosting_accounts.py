@@ -33,8 +33,11 @@ description:
   - Sets the block quota of each account where the file system enforces user
     quotas, and measures what every account uses (allocated blocks, like
     C(du)) so that over-quota accounts can be reported where it does not.
-  - Never removes an account; accounts of the group that are no longer wanted
-    are reported in C(unmanaged).
+  - Never removes an account it was not told to remove; accounts of the group
+    that are no longer wanted are reported in C(unmanaged).
+  - Locks the password of the accounts in C(locked) (archived accounts, as
+    C(usermod --lock) does) and deletes the accounts in C(removed) (purged;
+    their files are not touched here), both only for members of C(group).
   - Supports check mode.
 options:
   accounts:
@@ -73,6 +76,16 @@ options:
     description: Refuse to manage an existing account with a lower uid (a system account).
     type: int
     default: 1000
+  locked:
+    description: Names of existing accounts of the group whose password is locked.
+    type: list
+    elements: str
+    default: []
+  removed:
+    description: Names of accounts of the group to delete (userdel, files kept).
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
@@ -86,6 +99,8 @@ directories: {description: Folders created or corrected., type: list, returned: 
 quotas: {description: Accounts whose quota was set., type: list, returned: always}
 quota_mode: {description: "Per mount point: enforce or measure.", type: dict, returned: always}
 unmanaged: {description: Members of the group not in C(accounts)., type: list, returned: always}
+locked: {description: Accounts whose password was locked now., type: list, returned: always}
+removed: {description: Accounts deleted now., type: list, returned: always}
 usage:
   description:
     - Per account name, home, used_bytes, quota_bytes, enforced, and over
@@ -185,6 +200,7 @@ class Accounts:
         self.result: dict = {
             "changed": False, "created": [], "updated": {}, "passwords": [],
             "directories": [], "quotas": [], "quota_mode": {}, "unmanaged": [], "usage": [],
+            "locked": [], "removed": [],
         }
 
     # --- helpers ---------------------------------------------------------
@@ -224,6 +240,9 @@ class Accounts:
                 self.fail(f"account {name}: the comment may not hold ':' or line breaks")
             names.add(name)
             homes.add(home)
+        both = (set(self.p["locked"]) | set(self.p["removed"])) & names
+        if both:
+            self.fail(f"{', '.join(sorted(both))}: wanted and also to lock or remove")
         web_dir = self.p["web_dir"]
         if not web_dir or "/" in web_dir or web_dir in (".", ".."):
             self.fail(f"web_dir must be one folder name, not {web_dir!r}")
@@ -272,6 +291,31 @@ class Accounts:
         if lines and not self.check:
             # Hashes on standard input only: never on a command line.
             self.run(["chpasswd", "--encrypted"], data="".join(lines))
+
+    def _member(self, name: str, gid: int | None) -> pwd.struct_passwd | None:
+        """The account when it is one of ours (in the group, not a system account)."""
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        if gid is None or pw.pw_uid < self.p["min_uid"]:
+            return None
+        if pw.pw_gid != gid and name not in grp.getgrgid(gid).gr_mem:
+            return None
+        return pw
+
+    def lock_and_remove(self, gid: int | None) -> None:
+        shadow = read_shadow()
+        for name in self.p["locked"]:
+            if self._member(name, gid) and not shadow.get(name, "!").startswith("!"):
+                if not self.check:
+                    self.run(["usermod", "--lock", name])
+                self.changed("locked", name)
+        for name in self.p["removed"]:
+            if self._member(name, gid):
+                if not self.check:
+                    self.run(["userdel", name])
+                self.changed("removed", name)
 
     def unmanaged(self, gid: int | None) -> None:
         if gid is None:
@@ -395,6 +439,7 @@ class Accounts:
                 self.fail(f"group {self.p['group']} does not exist")
             gid = None  # check mode before the group is created
         self.ensure_accounts(gid)
+        self.lock_and_remove(gid)
         self.ensure_folders()
         self.quotas_and_usage()
         self.unmanaged(gid)
@@ -421,6 +466,8 @@ def main() -> None:
             "quota": {"type": "str", "default": "auto",
                       "choices": ["auto", "enforce", "measure"]},
             "min_uid": {"type": "int", "default": 1000},
+            "locked": {"type": "list", "elements": "str", "default": []},
+            "removed": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
