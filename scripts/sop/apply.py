@@ -366,12 +366,10 @@ def _print_due(settings: Settings, register: Register, requests: list[dict]) -> 
 
 def _print(settings: Settings, register: Register, requests: list[dict]) -> list[Path]:
     out_dir = settings.state_dir / "printouts"
-    printed = []
-    for req in requests:
-        creds = register.for_subdomain(req["subdomain"])
-        if not creds:
-            continue
-        printed.append(documents.render_printout(req, creds, settings.documents(), out_dir))
+    jobs = [(req, creds) for req in requests
+            if (creds := register.for_subdomain(req["subdomain"]))]
+    printed = documents.render_printouts(jobs, settings.documents(), out_dir)
+    for req, _ in jobs:
         register.mark_printed(req["subdomain"])
     if printed:
         register.save()

@@ -11,13 +11,17 @@ from __future__ import annotations
 import http.client
 import imaplib
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
 TIMEOUT = 5.0
+# Checks in flight at once (threads: they wait on sockets).
+WORKERS = 8
 
 
 def _dns(fqdn: str, rdtype: str, server: str, port: int = 53) -> list[str]:
@@ -117,17 +121,25 @@ def _result(req: Mapping, check: str, target: str, ok: bool, detail: str) -> dic
 
 
 def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mapping],
-                   cfg: Mapping) -> list[dict]:
-    """Every check for every request; ``credentials`` maps address to entry."""
-    results = []
+                   cfg: Mapping, workers: int = WORKERS) -> list[dict]:
+    """Every check for every request; ``credentials`` maps address to entry.
+
+    The checks wait on the network and on the servers (an IMAP login costs the
+    server a password hash): they run side by side, results in request order.
+    """
+    checks: list[Callable[[], dict]] = []
     for req in requests:
-        results.append(check_dns(req, cfg))
+        checks.append(partial(check_dns, req, cfg))
         if req.get("hosting"):
-            results.append(check_http(req, cfg))
+            checks.append(partial(check_http, req, cfg))
         for box in (req.get("mail") or {}).get("mailboxes", []):
             entry = credentials.get(box["address"])
             if entry is None:
-                results.append(_result(req, "imap", box["address"], False, "not in register"))
+                checks.append(partial(_result, req, "imap", box["address"], False,
+                                      "not in register"))
                 continue
-            results.append(check_imap(req, box["address"], entry["password"], cfg))
-    return results
+            checks.append(partial(check_imap, req, box["address"], entry["password"], cfg))
+    if len(checks) < 2 or workers < 2:
+        return [check() for check in checks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda check: check(), checks))
