@@ -229,10 +229,20 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     printed: list[Path] = []
     if ok and not check:
         t = time.monotonic()
+        # Every login where passwords are new or reset; a sample of the rest.
+        changed = set(new) | {r["subdomain"] for r in requests
+                              if register.print_due(r["subdomain"])}
         record["postchecks"] = postcheck.run_postchecks(
-            requests, register.accounts, settings.get("sop_postcheck") or {}
+            requests, register.accounts, settings.get("sop_postcheck") or {}, changed
         )
         progress.step_seconds[8] = time.monotonic() - t
+        boxes = sum(len((r.get("mail") or {}).get("mailboxes", [])) for r in requests)
+        logins = sum(1 for c in record["postchecks"] if c["check"] == "imap")
+        if logins < boxes:
+            record["notes"].append(
+                f"Login IMAP diperiksa pada {logins} dari {boxes} kotak surat: semua yang "
+                "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah."
+            )
         t = time.monotonic()
         if printouts:
             printed = _print_due(settings, register, requests)

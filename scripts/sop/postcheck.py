@@ -121,18 +121,32 @@ def _result(req: Mapping, check: str, target: str, ok: bool, detail: str) -> dic
 
 
 def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mapping],
-                   cfg: Mapping, workers: int = WORKERS) -> list[dict]:
-    """Every check for every request; ``credentials`` maps address to entry.
+                   cfg: Mapping, changed: Iterable[str] | None = None,
+                   workers: int = WORKERS) -> list[dict]:
+    """The checks of every request; ``credentials`` maps address to entry.
 
-    The checks wait on the network and on the servers (an IMAP login costs the
-    server a password hash): they run side by side, results in request order.
+    DNS and the site of every request are checked. Mailboxes log in over IMAP
+    all of them while there are at most ``imap_all_below`` (default 50), or
+    ``imap_all`` is set; past that (each login costs the server a password
+    hash), those of the requests in ``changed`` (new accounts, new passwords)
+    plus ``imap_sample`` (default 5) of the others, spread over the list, so a
+    configuration that broke every login still shows.
+
+    The checks wait on the network and on the servers: they run side by side,
+    results in request order.
     """
+    requests = list(requests)
+    boxes = [(req, box) for req in requests
+             for box in (req.get("mail") or {}).get("mailboxes", [])]
+    chosen = _imap_chosen(boxes, cfg, None if changed is None else set(changed))
     checks: list[Callable[[], dict]] = []
     for req in requests:
         checks.append(partial(check_dns, req, cfg))
         if req.get("hosting"):
             checks.append(partial(check_http, req, cfg))
         for box in (req.get("mail") or {}).get("mailboxes", []):
+            if box["address"] not in chosen:
+                continue
             entry = credentials.get(box["address"])
             if entry is None:
                 checks.append(partial(_result, req, "imap", box["address"], False,
@@ -143,3 +157,18 @@ def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mappin
         return [check() for check in checks]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda check: check(), checks))
+
+
+def _imap_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping,
+                 changed: set[str] | None) -> set[str]:
+    """Addresses whose IMAP login is checked (see ``run_postchecks``)."""
+    every = {box["address"] for _, box in boxes}
+    if changed is None or cfg.get("imap_all") or len(boxes) <= int(cfg.get("imap_all_below", 50)):
+        return every
+    chosen = {box["address"] for req, box in boxes if req["subdomain"] in changed}
+    others = [box["address"] for req, box in boxes if req["subdomain"] not in changed]
+    sample = min(int(cfg.get("imap_sample", 5)), len(others))
+    if sample:
+        step = len(others) / sample
+        chosen.update(others[int(i * step)] for i in range(sample))
+    return chosen

@@ -111,3 +111,26 @@ def test_a_large_pdf_report_lists_failures_and_new_requests_and_counts_the_rest(
     assert "60 yang berhasil tidak dirinci" in text and "DNS 60" in text
     markdown = paths["md"].read_text()
     assert "lama007.example" in markdown and "lama059" in markdown, "Markdown keeps every row"
+
+
+def _boxes(n_requests: int, per: int = 3) -> list[tuple[dict, dict]]:
+    return [({"subdomain": f"s{i}"}, {"address": f"b{j}@s{i}.example"})
+            for i in range(n_requests) for j in range(per)]
+
+
+def test_every_mailbox_logs_in_while_there_are_few():
+    boxes = _boxes(10)  # 30 mailboxes
+    assert postcheck._imap_chosen(boxes, {}, set()) == {b["address"] for _, b in boxes}
+    assert postcheck._imap_chosen(boxes, {}, None) == {b["address"] for _, b in boxes}
+
+
+def test_past_the_limit_changed_requests_log_in_and_a_spread_sample_of_the_rest():
+    boxes = _boxes(200)  # 600 mailboxes
+    chosen = postcheck._imap_chosen(boxes, {}, {"s7", "s150"})
+    assert {f"b{j}@s7.example" for j in range(3)} <= chosen
+    assert {f"b{j}@s150.example" for j in range(3)} <= chosen
+    others = chosen - {f"b{j}@s{i}.example" for i in (7, 150) for j in range(3)}
+    assert len(others) == 5
+    assert len({a.split("@")[1] for a in others}) == 5, "the sample is spread over requests"
+    assert len(postcheck._imap_chosen(boxes, {"imap_all": True}, set())) == 600
+    assert len(postcheck._imap_chosen(boxes, {"imap_sample": 0}, set())) == 0
