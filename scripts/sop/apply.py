@@ -240,10 +240,20 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     printed: list[Path] = []
     if ok and not check:
         t = time.monotonic()
+        # Every login where passwords are new or reset; a sample of the rest.
+        changed = set(new) | {r["subdomain"] for r in served
+                              if register.print_due(r["subdomain"])}
         record["postchecks"] = postcheck.run_postchecks(
-            served, register.accounts, settings.get("sop_postcheck") or {}
+            served, register.accounts, settings.get("sop_postcheck") or {}, changed
         )
         progress.step_seconds[8] = time.monotonic() - t
+        boxes = sum(len((r.get("mail") or {}).get("mailboxes", [])) for r in served)
+        logins = sum(1 for c in record["postchecks"] if c["check"] == "imap")
+        if logins < boxes:
+            record["notes"].append(
+                f"Login IMAP diperiksa pada {logins} dari {boxes} kotak surat: semua yang "
+                "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah."
+            )
         t = time.monotonic()
         if printouts:
             printed = _print_due(settings, register, served)
@@ -413,12 +423,10 @@ def _print_due(settings: Settings, register: Register, requests: list[dict]) -> 
 
 def _print(settings: Settings, register: Register, requests: list[dict]) -> list[Path]:
     out_dir = settings.state_dir / "printouts"
-    printed = []
-    for req in requests:
-        creds = register.for_subdomain(req["subdomain"])
-        if not creds:
-            continue
-        printed.append(documents.render_printout(req, creds, settings.documents(), out_dir))
+    jobs = [(req, creds) for req in requests
+            if (creds := register.for_subdomain(req["subdomain"]))]
+    printed = documents.render_printouts(jobs, settings.documents(), out_dir)
+    for req, _ in jobs:
         register.mark_printed(req["subdomain"])
     if printed:
         register.save()

@@ -29,6 +29,10 @@ import jinja2
 from markupsafe import Markup
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+# Below this many printouts per worker process, printing stays in one process.
+PARALLEL_PRINTOUTS_MIN = 4
+# Rows of a PDF report table listed in full (see _report_context).
+PDF_FULL_ROWS = 40
 
 MONTHS_ID = (
     "Januari",
@@ -475,6 +479,29 @@ def render_printout(
     return path
 
 
+def _render_printout_job(job: tuple) -> Path:
+    return render_printout(*job)
+
+
+def render_printouts(
+    jobs: list[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    settings: Mapping[str, Any],
+    out_dir: Path,
+    today: date | None = None,
+) -> list[Path]:
+    """Printouts of many ``(request, credentials)`` pairs, on every core when
+    there are several (a first run of hundreds of agencies); paths in order."""
+    work = [(req, creds, settings, out_dir, today) for req, creds in jobs]
+    workers = min(os.cpu_count() or 1, len(work) // PARALLEL_PRINTOUTS_MIN)
+    if workers < 2:
+        return [_render_printout_job(job) for job in work]
+    from concurrent.futures import ProcessPoolExecutor
+
+    Path(out_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_render_printout_job, work, chunksize=4))
+
+
 # ---------------------------------------------------------------------------
 # Run report (SOP step 8)
 # ---------------------------------------------------------------------------
@@ -565,6 +592,20 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         item.update(req)
         requests.append(item)
 
+    # The PDF is read on paper: past PDF_FULL_ROWS rows it lists only the new
+    # requests and the failed checks, and counts the rest (a run over hundreds
+    # of agencies otherwise prints dozens of pages, slowly). Markdown and JSON
+    # keep every row.
+    pdf_requests, pdf_postchecks = requests, postchecks
+    if len(requests) > PDF_FULL_ROWS:
+        pdf_requests = [r for r in requests if r["new"]]
+    if len(postchecks) > PDF_FULL_ROWS:
+        pdf_postchecks = [c for c in postchecks if not c["ok"]]
+    omitted_checks = [c for c in postchecks if c["ok"]] if pdf_postchecks is not postchecks else []
+    by_kind: dict[str, int] = {}
+    for c in omitted_checks:
+        by_kind[c["check_label"]] = by_kind.get(c["check_label"], 0) + 1
+
     measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
     standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
     status = str(run.get("status"))
@@ -600,6 +641,12 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         "storage_has_before_after": storage_has_before_after,
         "postchecks": postchecks,
         "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
+        "pdf_requests": pdf_requests,
+        "pdf_requests_omitted": len(requests) - len(pdf_requests),
+        "pdf_postchecks": pdf_postchecks,
+        "pdf_postchecks_omitted": len(omitted_checks),
+        "pdf_postchecks_omitted_by_kind": ", ".join(
+            f"{kind} {_integer_id(n)}" for kind, n in sorted(by_kind.items())),
         "notes": [str(n) for n in run.get("notes") or []],
         "changed": dict(run.get("changed") or {}),
         "report_date": report_day,

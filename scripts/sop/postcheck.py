@@ -13,13 +13,17 @@ from __future__ import annotations
 import http.client
 import imaplib
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
 TIMEOUT = 5.0
+# Checks in flight at once (threads: they wait on sockets).
+WORKERS = 8
 
 
 def _dns(fqdn: str, rdtype: str, server: str, port: int = 53) -> list[str]:
@@ -131,18 +135,56 @@ def _result(req: Mapping, check: str, target: str, ok: bool, detail: str) -> dic
 
 
 def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mapping],
-                   cfg: Mapping) -> list[dict]:
-    """Every check for every request; ``credentials`` maps address to entry."""
-    results = []
+                   cfg: Mapping, changed: Iterable[str] | None = None,
+                   workers: int = WORKERS) -> list[dict]:
+    """The checks of every request; ``credentials`` maps address to entry.
+
+    DNS and the site of every request are checked. Mailboxes log in over IMAP
+    all of them while there are at most ``imap_all_below`` (default 50), or
+    ``imap_all`` is set; past that (each login costs the server a password
+    hash), those of the requests in ``changed`` (new accounts, new passwords)
+    plus ``imap_sample`` (default 5) of the others, spread over the list, so a
+    configuration that broke every login still shows.
+
+    The checks wait on the network and on the servers: they run side by side,
+    results in request order.
+    """
+    requests = list(requests)
+    boxes = [(req, box) for req in requests
+             for box in (req.get("mail") or {}).get("mailboxes", [])]
+    chosen = _imap_chosen(boxes, cfg, None if changed is None else set(changed))
+    checks: list[Callable[[], dict]] = []
     for req in requests:
         suspended = req.get("status") == "suspended"
-        results.append(check_dns(req, cfg))
+        checks.append(partial(check_dns, req, cfg))
         if req.get("hosting"):
-            results.append(check_http(req, cfg, suspended))
+            checks.append(partial(check_http, req, cfg, suspended))
         for box in (req.get("mail") or {}).get("mailboxes", []):
+            if box["address"] not in chosen:
+                continue
             entry = credentials.get(box["address"])
             if entry is None:
-                results.append(_result(req, "imap", box["address"], False, "not in register"))
+                checks.append(partial(_result, req, "imap", box["address"], False,
+                                      "not in register"))
                 continue
-            results.append(check_imap(req, box["address"], entry["password"], cfg, suspended))
-    return results
+            checks.append(partial(check_imap, req, box["address"], entry["password"], cfg,
+                                  suspended))
+    if len(checks) < 2 or workers < 2:
+        return [check() for check in checks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda check: check(), checks))
+
+
+def _imap_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping,
+                 changed: set[str] | None) -> set[str]:
+    """Addresses whose IMAP login is checked (see ``run_postchecks``)."""
+    every = {box["address"] for _, box in boxes}
+    if changed is None or cfg.get("imap_all") or len(boxes) <= int(cfg.get("imap_all_below", 50)):
+        return every
+    chosen = {box["address"] for req, box in boxes if req["subdomain"] in changed}
+    others = [box["address"] for req, box in boxes if req["subdomain"] not in changed]
+    sample = min(int(cfg.get("imap_sample", 5)), len(others))
+    if sample:
+        step = len(others) / sample
+        chosen.update(others[int(i * step)] for i in range(sample))
+    return chosen
