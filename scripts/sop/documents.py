@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup
+
+from .files import write_atomic
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Below this many printouts per worker process, printing stays in one process.
@@ -291,21 +292,6 @@ def _pdf_bytes(html: str) -> bytes:
     return HTML(string=html, base_url=str(TEMPLATES_DIR), url_fetcher=fetcher).write_pdf()
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically, never with looser permissions than ``mode``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _letterhead(settings: Mapping[str, Any]) -> dict[str, Any]:
     head = dict(settings.get("letterhead") or {})
     for key in ("regency", "office", "division", "address", "phone", "email", "city", "logo"):
@@ -475,7 +461,7 @@ def render_printout(
     out_dir = Path(out_dir)
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = out_dir / f"{request['subdomain']}.pdf"
-    _write_file(path, pdf, 0o600)
+    write_atomic(path, pdf, 0o600)
     return path
 
 
@@ -727,7 +713,7 @@ def render_report(
         "json": out_dir / f"{run_id}.json",
         "pdf": out_dir / f"{run_id}.pdf",
     }
-    _write_file(paths["md"], markdown.encode("utf-8"), 0o640)
-    _write_file(paths["json"], document.encode("utf-8"), 0o640)
-    _write_file(paths["pdf"], pdf, 0o640)
+    write_atomic(paths["md"], markdown.encode("utf-8"), 0o640)
+    write_atomic(paths["json"], document.encode("utf-8"), 0o640)
+    write_atomic(paths["pdf"], pdf, 0o640)
     return paths

@@ -16,11 +16,11 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import lifecycle, model
+from .files import write_atomic
 
 SUBDIR = "names"
 STATUS_ID = {
@@ -173,18 +173,6 @@ def render_markdown(register: Mapping, zone: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o640)
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def latest(folder: Path) -> dict | None:
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     for path in reversed(files):
@@ -203,9 +191,9 @@ def write_register(settings, requests: list[dict], accounts: Mapping[str, Mappin
     register = build(requests, accounts, life, latest(folder))
     register["run_id"] = run_id
     paths = {"md": folder / f"{run_id}.md", "json": folder / f"{run_id}.json"}
-    _write(paths["md"], render_markdown(register, settings.zone))
-    _write(paths["json"], json.dumps(register, ensure_ascii=False, indent=1,
-                                     sort_keys=True) + "\n")
+    write_atomic(paths["md"], render_markdown(register, settings.zone), 0o640)
+    write_atomic(paths["json"], json.dumps(register, ensure_ascii=False, indent=1,
+                                           sort_keys=True) + "\n", 0o640)
     return paths
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 RECORD_FORMAT = 1
 RECORDS_SUBDIR = "storage"
@@ -192,15 +192,7 @@ def write_record(directory: Path, record: Mapping) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     path = folder / f"{record['run_id']}.json"
     text = json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o640)
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, 0o640)
     return path
 
 
