@@ -11,6 +11,7 @@ lives under /var/lib/sop-multihost and is removed by `Network.destroy()`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -194,6 +195,28 @@ class Container:
 
     def plug_in_and_boot(self) -> None:
         self.boot()
+
+    @contextlib.contextmanager
+    def deaf_to_dns_from(self, peer: str):
+        """Packets from peer to this host's port 53 are dropped, over UDP and TCP.
+
+        A NOTIFY lost on the way, while this host stays up and can still ask
+        peer itself (its replies come from port 53, not to it). The rule lives in
+        the host's network namespace, which only these tests created.
+        """
+        table = "sop_multihost_test"
+        rules = (f"table inet {table} {{\n"
+                 f"  chain input {{\n"
+                 f"    type filter hook input priority filter; policy accept;\n"
+                 f"    ip saddr {peer} meta l4proto {{ tcp, udp }} th dport 53 drop\n"
+                 f"  }}\n"
+                 f"}}\n")
+        sh("ip", "netns", "exec", self.netns, "nft", "-f", "-", input=rules)
+        try:
+            yield
+        finally:
+            sh("ip", "netns", "exec", self.netns, "nft", "delete", "table", "inet", table,
+               check=False)
 
     def destroy(self) -> None:
         self.halt()
