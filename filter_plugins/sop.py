@@ -12,14 +12,20 @@ from pathlib import Path
 from ansible.errors import AnsibleFilterError
 
 try:
-    from sop import model, storage, validate
+    from sop import model
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from sop import model, storage, validate
+    from sop import model
+
+# Ansible imports every filter plugin in each task's worker process, whether
+# the task uses a filter from it or not: the validator (jsonschema, ~60 ms)
+# and the storage module are imported only by the filters that need them.
 
 
 def sop_requests(path: str, policy: dict | None = None) -> list[dict]:
     """Load and validate every request under ``path``; fail with every problem."""
+    from sop import validate
+
     requests, problems = validate.validate_paths([path], policy)
     if problems:
         lines = "\n".join(str(p) for p in problems)
@@ -30,6 +36,8 @@ def sop_requests(path: str, policy: dict | None = None) -> list[dict]:
 
 
 def sop_parse_size(text: str) -> int:
+    from sop import validate
+
     try:
         return validate.parse_size(str(text))
     except ValueError as exc:
@@ -42,6 +50,12 @@ def sop_mail_auth_records(requests: list[dict], settings: dict,
         return model.mail_auth_records(requests, settings, dkim_keys or [])
     except ValueError as exc:
         raise AnsibleFilterError(str(exc)) from exc
+
+
+def sop_storage_paths(requests: list[dict], mail_path: str, web_path: str) -> list[dict]:
+    from sop import storage
+
+    return storage.storage_paths(requests, mail_path, web_path)
 
 
 class FilterModule:
@@ -57,6 +71,6 @@ class FilterModule:
             "sop_hosting_accounts": model.hosting_accounts,
             "sop_php_pools": model.php_pools,
             "sop_storage_demand": model.storage_demand,
-            "sop_storage_paths": storage.storage_paths,
+            "sop_storage_paths": sop_storage_paths,
             "sop_parse_size": sop_parse_size,
         }
