@@ -292,10 +292,12 @@ def test_submission_refuses_a_sender_the_login_does_not_own(requests, register):
 
 # --- Bad input ------------------------------------------------------------
 
-def test_a_missing_certificate_stops_the_mail_play_before_any_change(lab_apply):
+@pytest.mark.parametrize("variable", ["dovecot_tls_cert", "postfix_tls_key"])
+def test_a_missing_certificate_stops_the_mail_play_before_any_change(lab_apply, variable):
     before = snapshot()
-    result = playbook("-e", "dovecot_tls_cert=/nonexistent/mail.crt")
+    result = playbook("-e", f"{variable}=/nonexistent/mail.pem")
     assert result.returncode != 0
-    assert "/nonexistent/mail.crt" in result.stdout and "dovecot_tls_cert" in result.stdout
+    assert "Missing on lab" in result.stdout, result.stdout[-2000:]
+    assert "/nonexistent/mail.pem" in result.stdout and variable in result.stdout
     assert snapshot() == before
     assert all(c["changed"] == 0 for c in recap(result.stdout).values())
