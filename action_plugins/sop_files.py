@@ -24,19 +24,27 @@ name: sop_files
 short_description: Render several templates and write them in one call
 options:
   dest:
-    description: Absolute paths of the files; each one's template is templates/<path>.j2.
+    description:
+      - The files. Each is an absolute path, whose template is templates/<path>.j2,
+        or a mapping with path and, when they differ from that and from the
+        task's mode, src (the template) and mode.
+    type: list
+    elements: raw
+    required: true
+  owner: {description: Owner of every file and directory., type: str, required: true}
+  group: {description: Group of every file and directory., type: str, required: true}
+  mode: {description: Mode of the files (octal string)., type: str, required: true}
+  directories:
+    description: Absolute paths of folders made first (mode 0755), for the files.
     type: list
     elements: path
-    required: true
-  owner: {description: Owner of every file., type: str, required: true}
-  group: {description: Group of every file., type: str, required: true}
-  mode: {description: Mode of every file (octal string)., type: str, required: true}
+    default: []
 """
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("dest", "owner", "group", "mode"))
+    _VALID_ARGS = frozenset(("dest", "owner", "group", "mode", "directories"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -50,17 +58,29 @@ class ActionModule(ActionBase):
             if not isinstance(args.get(key), str) or not args[key]:
                 raise AnsibleActionFail(f"{key}: required, a string")
 
+        directories = args.get("directories") or []
+        if not isinstance(directories, list) or not all(
+                isinstance(d, str) and os.path.isabs(d) for d in directories):
+            raise AnsibleActionFail(f"directories: absolute paths only, not {directories!r}")
+
         rendered = []
-        for dest in dests:
+        for entry in dests:
+            if isinstance(entry, str):
+                entry = {"path": entry}
+            if not isinstance(entry, dict) or not set(entry) <= {"path", "src", "mode"}:
+                raise AnsibleActionFail(
+                    f"dest: {entry!r} is neither a path nor {{path, src, mode}}")
+            dest = entry.get("path")
             if not isinstance(dest, str) or not os.path.isabs(dest):
                 raise AnsibleActionFail(f"dest: {dest!r} is not an absolute path")
-            rendered.append({"dest": dest,
-                             "content": self._render(dest.lstrip("/") + ".j2", dest, task_vars)})
+            src = entry.get("src") or dest.lstrip("/") + ".j2"
+            rendered.append({"dest": dest, "mode": str(entry.get("mode") or args["mode"]),
+                             "content": self._render(src, dest, task_vars)})
 
         module_result = self._execute_module(
             module_name="sop_files",
             module_args={"files": rendered, "owner": args["owner"], "group": args["group"],
-                         "mode": args["mode"]},
+                         "directories": directories},
             task_vars=task_vars,
         )
         # The files' contents are in the module's arguments: not in the result.

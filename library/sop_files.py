@@ -23,17 +23,23 @@ description:
   - A file is replaced atomically; owner, group and mode apply to every file.
 options:
   files:
-    description: The files, each with dest and content.
+    description: The files, each with dest, content and mode (octal string).
     type: list
     elements: dict
     required: true
-  owner: {description: Owner of every file., type: str, required: true}
-  group: {description: Group of every file., type: str, required: true}
-  mode: {description: Mode of every file (octal string)., type: str, required: true}
+  owner: {description: Owner of every file and directory., type: str, required: true}
+  group: {description: Group of every file and directory., type: str, required: true}
+  directories:
+    description: Folders made (mode 0755) or put right first.
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
-changed_files: {description: The files written or whose owner, group or mode was set., type: list}
+changed_files:
+  description: The folders made and the files written, or whose owner, group or mode was set.
+  type: list
 """
 
 
@@ -51,21 +57,32 @@ def main() -> None:
             "files": {"type": "list", "elements": "dict", "required": True},
             "owner": {"type": "str", "required": True},
             "group": {"type": "str", "required": True},
-            "mode": {"type": "str", "required": True},
+            "directories": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     params = module.params
     changed_files, diffs = [], []
+    for path in params["directories"]:
+        attrs = module.load_file_common_arguments(
+            {"path": path, "owner": params["owner"], "group": params["group"], "mode": "0755"})
+        if not os.path.isdir(path):
+            changed_files.append(path)
+            if not module.check_mode:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+                module.set_fs_attributes_if_different(attrs, False)
+        elif module.set_fs_attributes_if_different(attrs, False):
+            changed_files.append(path)
     for entry in params["files"]:
-        dest, content = entry.get("dest"), entry.get("content")
-        if not isinstance(dest, str) or not os.path.isabs(dest) or not isinstance(content, str):
-            module.fail_json(msg=f"each file needs an absolute dest and a content: {dest!r}")
+        dest, content, mode = entry.get("dest"), entry.get("content"), entry.get("mode")
+        if not (isinstance(dest, str) and os.path.isabs(dest) and isinstance(content, str)
+                and isinstance(mode, str)):
+            module.fail_json(
+                msg=f"each file needs an absolute dest, a content and a mode: {dest!r}")
         data = content.encode("utf-8")
         before = _current(dest)
         attrs = module.load_file_common_arguments(
-            {"path": dest, "owner": params["owner"], "group": params["group"],
-             "mode": params["mode"]})
+            {"path": dest, "owner": params["owner"], "group": params["group"], "mode": mode})
         if before == data:
             if module.set_fs_attributes_if_different(attrs, False, diff=None):
                 changed_files.append(dest)

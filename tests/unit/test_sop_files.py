@@ -140,3 +140,31 @@ def test_a_relative_destination_is_refused_before_anything_is_written(tmp):
     assert run["rc"] != 0
     assert "'out/b' is not an absolute path" in run["results"]["Write both tables"]["msg"]
     assert not (tmp / "out" / "a").exists()
+
+
+def test_a_file_may_name_its_template_and_mode_and_folders_are_made_first(tmp):
+    play = _play(tmp)
+    tasks = tmp / "roles" / "tables" / "tasks" / "main.yml"
+    tasks.write_text(f"""
+- name: Write into a folder made by the same call
+  sop_files:
+    directories: ["{tmp}/new", "{tmp}/new/deeper"]
+    dest:
+      - {{path: "{tmp}/new/deeper/tool", src: "{str(tmp).lstrip('/')}/out/b.j2", mode: "0755"}}
+      - "{tmp}/out/a"
+    owner: root
+    group: root
+    mode: "0600"
+""")
+    first = _result(_run(play), "Write into a folder made by the same call")
+    assert first["changed_files"] == [f"{tmp}/new", f"{tmp}/new/deeper",
+                                      f"{tmp}/new/deeper/tool", f"{tmp}/out/a"]
+    modes = {p: (tmp / p).stat().st_mode & 0o777 for p in ("new", "new/deeper",
+                                                         "new/deeper/tool", "out/a")}
+    assert modes == {"new": 0o755, "new/deeper": 0o755, "new/deeper/tool": 0o755,
+                     "out/a": 0o600}
+    assert (tmp / "new" / "deeper" / "tool").read_text() == "fixed 2\n"
+    (tmp / "new").chmod(0o700)
+    again = _result(_run(play), "Write into a folder made by the same call")
+    assert again["changed_files"] == [f"{tmp}/new"]
+    assert (tmp / "new").stat().st_mode & 0o777 == 0o755
