@@ -305,7 +305,7 @@ def test_a_check_run_for_a_new_site_changes_nothing(lab_apply, tmp_path):
     result = run([str(VENV_BIN / "ansible-playbook"), "playbooks/site.yml", "--check",
                   "-e", f"sop_requests_dir={folder}"])
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "Create and update every hosting account" in result.stdout
+    assert "Create and update the hosting group, every hosting account" in result.stdout
     with pytest.raises(KeyError):
         pwd.getpwnam("w-ujicek")
     assert not Path("/srv/www/ujicek").exists()

@@ -54,7 +54,10 @@ options:
         required: true
       comment: {description: GECOS comment., type: str, default: ""}
       quota_bytes: {description: Disk quota in bytes; 0 or absent for none., type: int, default: 0}
-  group: {description: Primary group of every account (must exist)., type: str, required: true}
+  group:
+    description: Primary group of every account; made (a system group) when missing.
+    type: str
+    required: true
   shell:
     description: Login shell (one that refuses logins).
     type: str
@@ -94,6 +97,7 @@ updated:
   description: Accounts corrected, with the fields that changed.
   type: dict
   returned: always
+group_created: {description: Whether the group was made now., type: bool, returned: always}
 passwords: {description: Accounts whose hash was set., type: list, returned: always}
 directories: {description: Folders created or corrected., type: list, returned: always}
 quotas: {description: Accounts whose quota was set., type: list, returned: always}
@@ -198,7 +202,8 @@ class Accounts:
         self.p = module.params
         self.check = module.check_mode
         self.result: dict = {
-            "changed": False, "created": [], "updated": {}, "passwords": [],
+            "changed": False, "group_created": False, "created": [], "updated": {},
+            "passwords": [],
             "directories": [], "quotas": [], "quota_mode": {}, "unmanaged": [], "usage": [],
             "locked": [], "removed": [],
         }
@@ -435,9 +440,11 @@ class Accounts:
         try:
             gid = grp.getgrnam(self.p["group"]).gr_gid
         except KeyError:
+            self.result["changed"] = self.result["group_created"] = True
+            gid = None  # check mode: the group would be made now
             if not self.check:
-                self.fail(f"group {self.p['group']} does not exist")
-            gid = None  # check mode before the group is created
+                self.run(["groupadd", "--system", self.p["group"]])
+                gid = grp.getgrnam(self.p["group"]).gr_gid
         self.ensure_accounts(gid)
         self.lock_and_remove(gid)
         self.ensure_folders()
