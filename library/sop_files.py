@@ -20,7 +20,8 @@ module: sop_files
 short_description: Write several files in one call, each only when its content differs
 description:
   - Use through the sop_files action, which renders the templates on the controller.
-  - A file is replaced atomically; owner, group and mode apply to every file.
+  - A file is replaced atomically; owner and group apply to every file and folder,
+    each file has its own mode.
 options:
   files:
     description: The files, each with dest, content and mode (octal string).
@@ -43,12 +44,14 @@ changed_files:
 """
 
 
-def _current(path: str) -> bytes | None:
+def _current(module: AnsibleModule, path: str) -> bytes | None:
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a folder in its place, no permission
+        module.fail_json(msg=f"cannot read {path}: {exc.strerror}")
 
 
 def main() -> None:
@@ -80,7 +83,7 @@ def main() -> None:
             module.fail_json(
                 msg=f"each file needs an absolute dest, a content and a mode: {dest!r}")
         data = content.encode("utf-8")
-        before = _current(dest)
+        before = _current(module, dest)
         attrs = module.load_file_common_arguments(
             {"path": dest, "owner": params["owner"], "group": params["group"], "mode": mode})
         if before == data:

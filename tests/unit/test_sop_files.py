@@ -168,3 +168,12 @@ def test_a_file_may_name_its_template_and_mode_and_folders_are_made_first(tmp):
     again = _result(_run(play), "Write into a folder made by the same call")
     assert again["changed_files"] == [f"{tmp}/new"]
     assert (tmp / "new").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_folder_where_a_file_belongs_fails_with_its_name(tmp):
+    play = _play(tmp)
+    (tmp / "out" / "a").mkdir()
+    run = _run(play)
+    assert run["rc"] != 0
+    assert f"cannot read {tmp}/out/a: Is a directory" in run["results"]["Write both tables"]["msg"]
+    assert not (tmp / "out" / "b").exists()
