@@ -127,6 +127,24 @@ def test_a_second_run_changes_nothing(lab_apply, register, settings):
         {k: v["password"] for k, v in register.accounts.items()}
 
 
+def test_a_daemon_that_stopped_is_started_by_the_next_run_and_only_it(lab_apply):
+    # The "Start" tasks are skipped for daemons that step 3's facts list as
+    # running; one that stopped must still be started, by its own task.
+    for name in ("opendkim", "php8.2-fpm"):
+        stopped = run(["service", name, "stop"])
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert run(["service", name, "status"]).returncode != 0, f"{name} still runs"
+    result = playbook()
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed = sorted(changed_tasks(result.stdout))
+    assert changed == ["opendkim : Start OpenDKIM [lab]", "php_fpm : Start PHP-FPM [lab]"], changed
+    for name in ("opendkim", "php8.2-fpm", "nginx", "postfix", "dovecot", "named", "ssh"):
+        assert run(["service", name, "status"]).returncode == 0, f"{name} does not run"
+    again = playbook()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert changed_tasks(again.stdout) == []
+
+
 def test_an_invalid_request_set_fails_before_any_change(lab_apply, tmp_path):
     bad = tmp_path / "requests"
     bad.mkdir()
