@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import documents, lifecycle, model, names, postcheck, storage
 from .config import Settings
-from .register import Register, vault_password
+from .register import VAULT_ENV, VAULT_FILE_ENV, Register, vault_password
 from .steps import STEPS, steps_of_play
 from .validate import validate_paths
 
@@ -33,24 +33,71 @@ class ApplyError(Exception):
 
 
 @contextlib.contextmanager
-def apply_lock(state_dir: Path):
-    """Refuse a second concurrent apply instead of interleaving it."""
+def apply_lock(state_dir: Path, wait: float = 0, lock_file: Path | None = None):
+    """One apply at a time: a second one is refused (or waits up to ``wait``
+    seconds) instead of interleaving. ``lock_file`` (the inventory's
+    ``sop_apply_lock_file``) is one path for every checkout and state folder
+    on the controller; without it, ``<state_dir>/apply.lock``."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "apply.lock"
+    path = lock_file or state_dir / "apply.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise ApplyError(
-                f"another sop apply is running (process {holder}); wait for it to finish"
-            ) from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "?"
+                    raise ApplyError(
+                        f"another sop apply is running ({holder}; lock {path}); "
+                        "wait for it to finish") from None
+                time.sleep(1)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}, checkout "
+                      f"{Path.cwd()}, since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
+                  .encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def settings_lock(settings: Settings, wait: float = 0):
+    """The lock of every command that writes the register, on the controller."""
+    require_controller(settings)
+    return apply_lock(settings.state_dir, wait, settings.lock_file)
+
+
+def _is_local_address(address: str) -> bool:
+    """Whether ``address`` (a name or an IP) is one of this machine's."""
+    try:
+        infos = socket.getaddrinfo(address, None, proto=socket.IPPROTO_UDP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    for family, _, _, _, sockaddr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((sockaddr[0], 0))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def require_controller(settings: Settings) -> None:
+    """An inventory with a ``controller`` group is applied from that host only:
+    the register, the records and the lock live there."""
+    if not settings.controllers:
+        return
+    if any(_is_local_address(c.address) for c in settings.controllers):
+        return
+    named = ", ".join(f"{c.name} ({c.address})" for c in settings.controllers)
+    raise ApplyError(
+        f"{settings.inventory} is applied only on its controller {named}, where the register "
+        f"and the records are kept; this machine ({socket.gethostname()}) is not it. Log in "
+        "there (or let the Apply workflow run), and run sop from there.")
 
 
 @dataclass
@@ -123,6 +170,10 @@ class Progress:
 
 def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
                  extravars: dict | None = None, check: bool = False):
+    """site.yml through ansible-runner. The vault password reaches Ansible as
+    a file (ansible.cfg's ``scripts/vault-password`` reads
+    ``$SOP_VAULT_PASSWORD_FILE``), never in the environment, which
+    ansible-runner keeps among the run's artifacts."""
     import ansible_runner
 
     env = {
@@ -136,33 +187,63 @@ def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
         ),
     }
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return ansible_runner.run(
-        private_data_dir=str(run_dir),
-        project_dir=str(settings.repo_root),
-        playbook=str(settings.repo_root / "playbooks" / "site.yml"),
-        inventory=str(settings.inventory),
-        envvars=env,
-        extravars=extravars or {},
-        cmdline="--check --diff" if check else None,
-        event_handler=progress.handle,
-        quiet=True,
-        suppress_env_files=True,
-        suppress_ansible_output=True,
-    )
+    with _vault_password_file(settings, run_dir) as password_file:
+        env[VAULT_FILE_ENV] = str(password_file)
+        return ansible_runner.run(
+            private_data_dir=str(run_dir),
+            project_dir=str(settings.repo_root),
+            playbook=str(settings.repo_root / "playbooks" / "site.yml"),
+            inventory=str(settings.inventory),
+            envvars=env,
+            extravars=extravars or {},
+            cmdline="--check --diff" if check else None,
+            event_handler=progress.handle,
+            quiet=True,
+            suppress_env_files=True,
+            suppress_ansible_output=True,
+        )
+
+
+@contextlib.contextmanager
+def _vault_password_file(settings: Settings, run_dir: Path):
+    """A file holding the vault password for the run's Ansible: the file it
+    was read from, or (from ``$SOP_VAULT_PASSWORD``) a 0600 file in the run's
+    private folder, removed afterwards. The variable itself is taken out of
+    this process's environment for the run, so no child or artifact has it."""
+    secret = os.environ.pop(VAULT_ENV, None)
+    try:
+        if secret is None:
+            vault_password(settings.path("sop_vault_password_file"))  # a clear error if none
+            given = os.environ.get(VAULT_FILE_ENV) or settings.path("sop_vault_password_file")
+            yield Path(given).resolve()
+            return
+        path = run_dir / ".vault-password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, secret.encode() + b"\n")
+        finally:
+            os.close(fd)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        if secret is not None:
+            os.environ[VAULT_ENV] = secret
 
 
 def apply(settings: Settings, overcommit: bool = False, check: bool = False,
           printouts: bool = True, out: Callable[[str], None] = print,
-          allow_large_removal: bool = False) -> dict:
+          allow_large_removal: bool = False, wait: float = 0) -> dict:
     """Run the whole SOP for the inventory; returns the run record.
 
     ``printouts=False`` (scheduled CI) leaves the sheets due in the register
     for `sop print` on the administrator's machine. ``allow_large_removal``
     lets a run remove more agencies than the inventory's share (issue 9).
     ``$SOP_TODAY`` (YYYY-MM-DD) rehearses the lifecycle at another date.
+    ``wait``: seconds to wait for another apply to finish (the workflow's).
     """
-    state_dir = settings.state_dir
-    with apply_lock(state_dir):
+    with settings_lock(settings, wait):
         return _apply_locked(settings, overcommit, check, printouts, out, allow_large_removal)
 
 
@@ -442,7 +523,7 @@ def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
     unknown = [x for x in labels if x not in by_label]
     if unknown:
         raise ApplyError(f"no request named {', '.join(unknown)}")
-    with apply_lock(settings.state_dir):
+    with settings_lock(settings):
         register = _open_register(settings)
         if labels:
             chosen = [by_label[x] for x in labels]

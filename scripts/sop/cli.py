@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-i", "--inventory",
                         help="inventory folder (default: $SOP_INVENTORY or inventory/lab)")
+    parser.add_argument("--repo", metavar="PATH",
+                        help="the checkout to act on (default: $SOP_REPO, else the one "
+                             "holding the current folder)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)

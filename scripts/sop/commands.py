@@ -11,8 +11,9 @@ from .config import ConfigError, load_settings
 def _cmd_validate(args) -> int:
     from .validate import validate_paths
 
-    settings = load_settings(args.inventory)
-    paths = args.paths or [Path("requests")]
+    settings = load_settings(args.inventory, args.repo)
+    # Without paths: the inventory's request folder (requests/ for production).
+    paths = args.paths or [settings.path("sop_requests_dir")]
     try:
         requests, problems = validate_paths(paths, settings.policy)
     except ValueError as exc:  # the inventory's sop_policy is wrong, not a request: exit 2
@@ -22,6 +23,10 @@ def _cmd_validate(args) -> int:
     if problems:
         print(f"{len(problems)} problem(s) found.", file=sys.stderr)
         return 1
+    if not requests:
+        print(f"No request files in {', '.join(str(p) for p in paths)}: nothing to check "
+              "(an empty set is valid).")
+        return 0
     print(f"{len(requests)} request(s) valid.")
     return 0
 
@@ -29,10 +34,10 @@ def _cmd_validate(args) -> int:
 def _cmd_apply(args) -> int:
     from .apply import apply
 
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     record = apply(settings, overcommit=args.overcommit, check=args.check,
                    printouts=not args.no_printouts,
-                   allow_large_removal=args.allow_large_removal)
+                   allow_large_removal=args.allow_large_removal, wait=args.wait)
     for path in record.get("printouts", []):
         print(f"Dokumen cetak (printout): {path}")
     for kind, path in record["report"].items():
@@ -48,7 +53,7 @@ def _cmd_apply(args) -> int:
 def _cmd_print(args) -> int:
     from .apply import print_requests
 
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     for path in print_requests(settings, args.requests):
         print(path)
     return 0
@@ -58,7 +63,7 @@ def _cmd_reset_password(args) -> int:
     from .model import hosting_account_id
     from .register import Register, vault_password
 
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     register = Register(settings.path("sop_register_file"),
                         vault_password(settings.path("sop_vault_password_file")))
     account = args.account if "@" in args.account or ":" in args.account \
@@ -71,7 +76,8 @@ def _cmd_reset_password(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="check request files (default folder: requests/)")
+    p = sub.add_parser("validate", help="check request files (default: the inventory's "
+                                        "request folder, sop_requests_dir)")
     p.add_argument("paths", nargs="*", type=Path)
     p.set_defaults(func=_cmd_validate)
 
@@ -85,6 +91,9 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-large-removal", action="store_true",
                    help="go ahead although the run archives more agencies than the inventory's "
                         "sop_lifecycle.removal_threshold_percent (deleted request files)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait up to SECONDS for another apply to finish instead of stopping "
+                        "at once (the Apply workflow waits)")
     p.set_defaults(func=_cmd_apply)
 
     p = sub.add_parser("print", help="credential printout (PDF) of requests")

@@ -11,10 +11,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The checkout this code came from: only the default of `find_repo` when the
+# current folder is inside it; the repository acted on is always `find_repo`'s.
+CODE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_INVENTORY = "inventory/lab"
 INVENTORY_ENV = "SOP_INVENTORY"
 STATE_DIR_ENV = "SOP_STATE_DIR"
+REPO_ENV = "SOP_REPO"
+# What makes a folder a checkout of this repository.
+REPO_MARKERS = ("ansible.cfg", "playbooks/site.yml")
 
 
 class ConfigError(Exception):
@@ -22,10 +27,20 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Controller:
+    """A host of the inventory's ``controller`` group: the one machine that
+    applies to the servers and keeps the state (register, records, reports)."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
 class Settings:
     repo_root: Path
     inventory: Path
     vars: dict
+    controllers: tuple[Controller, ...] = ()
 
     def get(self, name: str, default=None):
         return self.vars.get(name, default)
@@ -54,6 +69,16 @@ class Settings:
             return Path(os.environ[STATE_DIR_ENV])
         return self.path("sop_state_dir")
 
+    @property
+    def lock_file(self) -> Path:
+        """The one lock of every command that writes the register: the
+        inventory's ``sop_apply_lock_file`` (production: a fixed path on the
+        controller, whatever the checkout or state folder), else the state
+        folder's ``apply.lock``."""
+        if self.vars.get("sop_apply_lock_file"):
+            return self.path("sop_apply_lock_file")
+        return self.state_dir / "apply.lock"
+
     def documents(self) -> dict:
         """The ``settings`` mapping the document templates take."""
         return {
@@ -66,39 +91,110 @@ class Settings:
         }
 
 
-def resolve_inventory(inventory: str | os.PathLike | None) -> Path:
+def _is_checkout(path: Path) -> bool:
+    return all((path / marker).is_file() for marker in REPO_MARKERS)
+
+
+def find_repo(repo: str | os.PathLike | None = None,
+              inventory: str | os.PathLike | None = None) -> Path:
+    """The checkout `sop` acts on: ``repo`` (``--repo``), else ``$SOP_REPO``,
+    else the one holding the current folder, else the one holding an
+    inventory given by its absolute path. Never another one silently."""
+    given = repo or os.environ.get(REPO_ENV)
+    if given:
+        path = Path(given).resolve()
+        if not _is_checkout(path):
+            raise ConfigError(f"{path} is not a checkout of this repository "
+                              f"(it lacks {' and '.join(REPO_MARKERS)})")
+        return path
+    here = Path.cwd().resolve()
+    starts = [here]
+    if inventory and Path(inventory).is_absolute():
+        starts.append(Path(inventory).resolve())
+    for start in starts:
+        for folder in (start, *start.parents):
+            if _is_checkout(folder):
+                return folder
+    raise ConfigError(f"{here} is not inside a checkout of this repository (no "
+                      f"{REPO_MARKERS[1]} here or above): cd into the checkout, "
+                      "or give --repo PATH")
+
+
+def resolve_inventory(inventory: str | os.PathLike | None, repo_root: Path | None = None) -> Path:
+    root = repo_root or find_repo()
     chosen = Path(inventory or os.environ.get(INVENTORY_ENV) or DEFAULT_INVENTORY)
     if not chosen.is_absolute():
-        chosen = (Path.cwd() / chosen) if (Path.cwd() / chosen).exists() else REPO_ROOT / chosen
+        chosen = (Path.cwd() / chosen) if (Path.cwd() / chosen).exists() else root / chosen
     if not chosen.exists():
         raise ConfigError(f"inventory {chosen} does not exist")
     return chosen
 
 
-def load_settings(inventory: str | os.PathLike | None = None) -> Settings:
-    """Every variable ``localhost`` sees in the inventory, templated."""
-    from ansible.inventory.manager import InventoryManager
+def _secretless_loader():
+    """Ansible's loader, minus the inventory's vault-encrypted files.
+
+    The wrapper reads settings, never secrets: an encrypted
+    ``group_vars/all/vault.yml`` is left to ``ansible-playbook`` (which gets
+    the vault password), so `sop validate` and `sop plan` work without one,
+    as the pull-request check runs them."""
     from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import is_encrypted_file
+
+    class SecretlessLoader(DataLoader):
+        def load_from_file(self, file_name, *args, **kwargs):
+            with open(file_name, "rb") as handle:
+                if is_encrypted_file(handle):
+                    return {}
+            return super().load_from_file(file_name, *args, **kwargs)
+
+    return SecretlessLoader()
+
+
+def load_settings(inventory: str | os.PathLike | None = None,
+                  repo: str | os.PathLike | None = None) -> Settings:
+    """Every variable ``localhost`` sees in the inventory, templated (values
+    encrypted inline with ansible-vault are left out)."""
+    from ansible.inventory.manager import InventoryManager
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
-    inv_path = resolve_inventory(inventory)
-    loader = DataLoader()
-    loader.set_basedir(str(REPO_ROOT))
+    repo_root = find_repo(repo, inventory or os.environ.get(INVENTORY_ENV))
+    inv_path = resolve_inventory(inventory, repo_root)
+    loader = _secretless_loader()
+    loader.set_basedir(str(repo_root))
     manager = InventoryManager(loader=loader, sources=[str(inv_path)])
     variables = VariableManager(loader=loader, inventory=manager)
     host = manager.get_host("localhost")
     hostvars = dict(variables.get_vars(host=host))
-    hostvars["playbook_dir"] = str(REPO_ROOT / "playbooks")
+    hostvars["playbook_dir"] = str(repo_root / "playbooks")
     templar = Templar(loader=loader, variables=hostvars)
-    wanted = {k: v for k, v in hostvars.items() if k.startswith("sop_")}
+    wanted = {k: v for k, v in hostvars.items()
+              if k.startswith("sop_") and not _encrypted(v)}
     try:
         rendered = templar.template(wanted)
     except Exception as exc:  # Ansible raises its own error types for bad templates
         raise ConfigError(f"{inv_path}: cannot read the sop_* settings: {exc}") from exc
     if "sop_zone" not in rendered:
         raise ConfigError(f"{inv_path}: sop_zone is not set in the inventory")
-    return Settings(repo_root=REPO_ROOT, inventory=inv_path, vars=_plain(rendered))
+    return Settings(repo_root=repo_root, inventory=inv_path, vars=_plain(rendered),
+                    controllers=_controllers(manager, variables))
+
+
+def _encrypted(value) -> bool:
+    from ansible.parsing.vault import EncryptedString
+
+    return isinstance(value, EncryptedString)
+
+
+def _controllers(manager, variables) -> tuple[Controller, ...]:
+    group = manager.groups.get("controller")
+    if group is None:
+        return ()
+    found = []
+    for host in group.get_hosts():
+        address = host.vars.get("ansible_host") or host.name
+        found.append(Controller(name=host.name, address=str(address)))
+    return tuple(found)
 
 
 def _plain(value):

@@ -205,7 +205,7 @@ def _cmd_names(args) -> int:
     from .register import Register, vault_password
     from .validate import validate_paths
 
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in the requests; run sop validate")

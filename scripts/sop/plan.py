@@ -755,7 +755,7 @@ def _storage_section(plan: dict) -> list[str]:
 
 
 def _cmd_plan(args) -> int:
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     folder = args.folder or settings.path("sop_requests_dir")
     try:
         plan = make_plan(settings, folder, args.base, args.allow_large_change)

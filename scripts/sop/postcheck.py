@@ -61,6 +61,9 @@ def check_http(req: Mapping, cfg: Mapping, suspended: bool = False) -> dict:
         if suspended:  # the suspended page, over HTTP or after the redirect
             ok = resp.status == 503 or to_https
         detail = f"HTTP {resp.status}" + (" ke HTTPS" if to_https else "")
+        if to_https and cfg.get("web_https_port"):
+            ok, https_detail = _check_https(req["fqdn"], cfg, suspended)
+            detail += f"; {https_detail}"
         if suspended:
             detail += " (ditangguhkan)"
     except Exception as exc:  # network errors of every kind are a failed check
@@ -68,6 +71,33 @@ def check_http(req: Mapping, cfg: Mapping, suspended: bool = False) -> dict:
     finally:
         conn.close()
     return _result(req, "http", req["fqdn"], ok, detail)
+
+
+def _check_https(fqdn: str, cfg: Mapping, suspended: bool) -> tuple[bool, str]:
+    """The page over HTTPS at ``web_address``, its certificate verified for
+    the site's name (``ca_file`` or the system's CAs); the detail names the
+    certificate's issuer."""
+    ctx = tls_context(cfg.get("ca_file"), fqdn)
+    conn = http.client.HTTPSConnection(cfg["web_address"], int(cfg["web_https_port"]),
+                                       timeout=TIMEOUT, context=ctx)
+    try:
+        conn.request("GET", "/", headers={"Host": fqdn})
+        resp = conn.getresponse()
+        resp.read()
+        issuer = _issuer(conn.sock)
+    except ssl.SSLCertVerificationError as exc:
+        return False, f"HTTPS: sertifikat ditolak ({exc.verify_message})"
+    finally:
+        conn.close()
+    ok = resp.status == (503 if suspended else 200)
+    return ok, f"HTTPS {resp.status}, sertifikat dari {issuer}"
+
+
+def _issuer(sock) -> str:
+    """The issuer's common name (or organisation) of a verified peer."""
+    cert = sock.getpeercert() if sock is not None else None
+    fields = dict(item for rdn in (cert or {}).get("issuer", ()) for item in rdn)
+    return fields.get("commonName") or fields.get("organizationName") or "?"
 
 
 def check_imap(req: Mapping, address: str, password: str, cfg: Mapping,
@@ -97,10 +127,11 @@ def check_imap(req: Mapping, address: str, password: str, cfg: Mapping,
                 if suspended:  # refused as it must be: the server answered NO
                     return _result(req, "imap", address, True, "login ditolak (ditangguhkan)")
                 raise
+            issuer = _issuer(imap.sock)
             imap.logout()
         if suspended:
             return _result(req, "imap", address, False, "login diterima, padahal ditangguhkan")
-        return _result(req, "imap", address, True, "login OK (TLS)")
+        return _result(req, "imap", address, True, f"login OK (TLS, sertifikat dari {issuer})")
     except Exception as exc:  # login refusal, TLS and network errors alike
         return _result(req, "imap", address, False, exc.__class__.__name__)
 

@@ -552,12 +552,11 @@ def _interview(interview: Interview, rounds: int = 5) -> Path:
 
 
 def _cmd_new(args) -> int:
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, getattr(args, "repo", None))
     policy = settings.policy
-    folder = args.output
+    folder = args.output or settings.repo_root / "requests"
     if not folder.is_dir():
-        print(f"sop new: the folder {folder} does not exist (run from the repository's top "
-              "folder, or give --output)", file=sys.stderr)
+        print(f"sop new: the folder {folder} does not exist (give --output)", file=sys.stderr)
         return EXIT_NOT_WRITTEN
     today = regency_today()
     doc, wrong, missing = from_flags(args)
@@ -600,8 +599,8 @@ def add_parser(sub) -> None:
                    help="a mailbox, e.g. 'admin:Maria Ngongo:1G' (repeat for more)")
     p.add_argument("--alias", action="append", metavar="LOCAL:TARGET[,TARGET]",
                    help="an alias, e.g. 'info:admin,kepala' (repeat for more)")
-    p.add_argument("--output", type=Path, default=Path("requests"), metavar="DIR",
-                   help="folder to write into (default: requests)")
+    p.add_argument("--output", type=Path, metavar="DIR",
+                   help="folder to write into (default: requests/ of the repository)")
     p.add_argument("--no-input", action="store_true",
                    help="never ask questions, even on a terminal")
     p.set_defaults(func=_cmd_new)

@@ -741,7 +741,7 @@ def report_text(record: Mapping, agencies: list[dict], forecasts: list[dict], wa
 def _cmd_storage(args) -> int:
     from .config import load_settings
 
-    settings = load_settings(args.inventory)
+    settings = load_settings(args.inventory, args.repo)
     folder = records_dir(settings)
     history = load_history(folder)
     if not history:

@@ -270,3 +270,44 @@ def test_named_conf_renders_pass_named_checkconf(tmp_path, mode):
         assert "type secondary;" in local and "allow-transfer { none; };" in local
     if mode == "no-key":
         assert "key" not in local and "allow-transfer { none; };" in local
+
+
+def test_acme_challenge_zones_are_delegated_and_take_only_their_txt(tmp_path):
+    """ACME DNS-01: each challenge name is a zone of its own on the primary,
+    delegated from the main zone, where the ACME key may change TXT records
+    of that one name only (the main zone never takes updates)."""
+    acme = {"bind_acme_zones": [f"_acme-challenge.{ZONE}", f"_acme-challenge.mail.{ZONE}"],
+            "bind_acme_key": {"name": "sop-acme", "algorithm": "hmac-sha256",
+                              "secret": base64.b64encode(b"a" * 32).decode()},
+            "__bind_acme_key_file": str(tmp_path / "acme.key")}
+    variables = conf_vars(tmp_path, **acme)
+    (tmp_path / "acme.key").write_text(render("etc/bind/acme.key.j2", **variables))
+    result = checkconf(tmp_path, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = render("etc/bind/named.conf.local.j2", **variables)
+    assert acme["bind_acme_key"]["secret"] not in local
+    for name in acme["bind_acme_zones"]:
+        assert f'zone "{name}" {{' in local
+        assert f"update-policy {{ grant sop-acme name {name}. TXT; }};" in local
+    main = local.split("// ACME DNS-01")[0]
+    assert "update" not in main and "allow-update" not in main
+    text = render("var/lib/bind/db.zone.j2", **acme,
+                  bind_zone_records=[{"name": "mail", "type": "A", "value": "192.0.2.25"}])
+    assert checkzone(tmp_path, text).returncode == 0, text
+    zone = dns.zone.from_text(text, origin=ZONE, relativize=True, check_origin=True)
+    assert [ns.target.derelativize(zone.origin).to_text()
+            for ns in zone.get_rdataset("_acme-challenge", "NS")] \
+        == [f"ns1.{ZONE}."]
+    assert zone.get_rdataset("_acme-challenge.mail", "NS") is not None
+    # The challenge zones themselves, as the role writes them once.
+    for name in acme["bind_acme_zones"]:
+        own = tmp_path / f"acme.{name}"
+        own.write_text(render("var/lib/bind/acme.zone.j2", item=name))
+        checked = subprocess.run([tool("named-checkzone"), name, str(own)],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout
+    # Secondaries get no challenge zone (they answer with the delegation).
+    secondary = render("etc/bind/named.conf.local.j2",
+                       **{**variables, "bind_role": "secondary",
+                          "bind_primaries": [{"address": "192.0.2.10"}]})
+    assert "_acme-challenge" not in secondary

@@ -64,10 +64,14 @@ def test_site_certificate_paths_take_the_site_name():
 def test_acme_lineages_wildcard_and_one_per_site():
     out = nginx_filters.nginx_acme_lineages([vhost("dinkes"), vhost("pasola")], "sop-wildcard",
                                             [ZONE, f"*.{ZONE}"], True, "sop-")
+    # The wildcard needs DNS-01; a site's own names answer HTTP-01 on port 80.
     assert out == [
-        {"name": "sop-wildcard", "domains": [ZONE, f"*.{ZONE}"]},
-        {"name": "sop-dinkes", "domains": [f"dinkes.{ZONE}", f"www.dinkes.{ZONE}"]},
-        {"name": "sop-pasola", "domains": [f"pasola.{ZONE}", f"www.pasola.{ZONE}"]},
+        {"name": "sop-wildcard", "domains": [ZONE, f"*.{ZONE}"], "challenge": "dns-01",
+         "reload": ["nginx"]},
+        {"name": "sop-dinkes", "domains": [f"dinkes.{ZONE}", f"www.dinkes.{ZONE}"],
+         "challenge": "http-01", "reload": ["nginx"]},
+        {"name": "sop-pasola", "domains": [f"pasola.{ZONE}", f"www.pasola.{ZONE}"],
+         "challenge": "http-01", "reload": ["nginx"]},
     ]
     assert nginx_filters.nginx_acme_lineages([vhost("a1")], "w", [], False, "sop-") == []
     with pytest.raises(Exception, match="lineage"):

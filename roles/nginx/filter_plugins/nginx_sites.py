@@ -54,12 +54,15 @@ def nginx_site_files(vhosts: Iterable[Mapping], page_template: str, org: str,
 def nginx_acme_lineages(vhosts: Iterable[Mapping], wildcard_name: str,
                         wildcard_domains: list[str], per_site: bool,
                         prefix: str) -> list[dict]:
-    """The certificates certbot keeps: the wildcard and, if asked, one per site."""
+    """The certificates certbot keeps: the wildcard (DNS-01) and, if asked, one
+    per site (HTTP-01, answered by the site itself on port 80)."""
     out = []
     if wildcard_domains:
-        out.append({"name": wildcard_name, "domains": list(wildcard_domains)})
+        out.append({"name": wildcard_name, "domains": list(wildcard_domains), "challenge": "dns-01",
+                    "reload": ["nginx"]})
     if per_site:
-        out.extend({"name": f"{prefix}{site['name']}", "domains": list(site["server_names"])}
+        out.extend({"name": f"{prefix}{site['name']}", "domains": list(site["server_names"]),
+                    "challenge": "http-01", "reload": ["nginx"]}
                    for site in vhosts)
     names = [lineage["name"] for lineage in out]
     if len(names) != len(set(names)):
