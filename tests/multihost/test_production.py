@@ -355,3 +355,29 @@ def test_an_apply_killed_after_step_5_hands_out_the_same_passwords_next_time(pro
     address_ = f"admin@dinsos.{ZONE}"
     assert sheet_password(sheet, address_) == kept[address_]
     imap_login(address_, kept[address_])
+
+
+# --- The one production value this kernel cannot honour ------------------------------
+
+def test_quota_enforcement_without_usrquota_stops_the_run_naming_the_file_system(production):
+    """Production enforces hosting quotas (`sftp_hosting_quota: enforce`); the
+    rehearsal's web file system has no user quotas (no kernel support here), so
+    the rest of this module runs with `measure` (rehearsal.DEVIATIONS). With the
+    production value the run must stop on the web host and say why."""
+    work = R.checkout("enforce")
+    daemons = work / "inventory/production/group_vars/all/daemons.yml"
+    original = (R.REPO / "inventory/production/group_vars/all/daemons.yml").read_text()
+    assert "sftp_hosting_quota: enforce" in original
+    text = daemons.read_text()
+    daemons.write_text(re.sub(r"(?m)^sftp_hosting_quota: .*$", "sftp_hosting_quota: enforce",
+                              text))
+    result = subprocess.run([str(R.VENV_BIN / "sop"), "-i", "inventory/production", "apply"],
+                            cwd=work, env=venv_env(), capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "quota enforcement asked for" in output and "usrquota" in output, output[-3000:]
+    assert "web.sumbabaratdayakab.go.id" in output
+    # The next run with the rehearsal's setting converges again.
+    again, _, _ = apply_workflow("runner-after-enforce")
+    assert again.returncode == 0, again.stdout[-3000:]
