@@ -20,39 +20,46 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
+from .chart import chart_svg
 from .files import write_atomic
+from .formatting import (
+    format_bytes_id,
+    format_date_id,
+    format_datetime_id,
+    format_duration_id,
+    format_minutes_id,
+    format_weekday_id,
+    integer_id,
+    md_cell,
+    regency_today,
+    title_id,
+    to_datetime,
+    to_regency_date,
+)
+
+__all__ = [
+    "format_bytes_id",
+    "format_date_id",
+    "format_datetime_id",
+    "format_duration_id",
+    "render_printout",
+    "render_printout_html",
+    "render_printouts",
+    "render_report",
+]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Below this many printouts per worker process, printing stays in one process.
 PARALLEL_PRINTOUTS_MIN = 4
 # Rows of a PDF report table listed in full (see _report_context).
 PDF_FULL_ROWS = 40
-
-MONTHS_ID = (
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-)
-WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
-
-# Indonesia's three time zones; anything else is shown as a plain UTC offset.
-_TZ_NAMES = {0: "UTC", 7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
 
 STATUS_ID = {
     "ok": "BERHASIL",
@@ -68,11 +75,6 @@ CATEGORY_ID = {
 }
 CHECK_NAMES_ID = {"dns": "DNS", "http": "HTTP", "https": "HTTPS", "imap": "IMAP", "smtp": "SMTP"}
 
-# Words kept in lower case when an upper-case letterhead line is used in a
-# sentence ("DINAS KOMUNIKASI DAN INFORMATIKA" -> "Dinas Komunikasi dan
-# Informatika").
-_LOWER_WORDS = frozenset({"dan", "atau", "di", "ke", "dari", "untuk", "pada", "serta", "yang"})
-
 _SAFE_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -80,145 +82,6 @@ _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # ---------------------------------------------------------------------------
 # Formatting helpers (also registered as template filters)
 # ---------------------------------------------------------------------------
-
-
-def _decimal_id(value: float, digits: int = 1) -> str:
-    """``1234.5`` -> ``"1.234,5"`` (Indonesian separators)."""
-    text = f"{value:,.{digits}f}"
-    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-
-
-def _integer_id(value: int) -> str:
-    return f"{value:,d}".replace(",", ".")
-
-
-def format_duration_id(seconds: float) -> str:
-    """Format a duration for people: ``"12,3 detik"``, ``"1 menit 5 detik"``.
-
-    Below one minute the value keeps one decimal; from one minute on it is
-    rounded to whole seconds and zero parts are left out
-    (``"2 menit"``, ``"1 jam 5 detik"``).
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"duration must be a number of seconds, not {seconds!r}")
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        raise ValueError(f"duration must be zero or positive, not {seconds!r}")
-    if round(seconds, 1) < 60:
-        return f"{_decimal_id(seconds, 1)} detik"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = []
-    if hours:
-        parts.append(f"{_integer_id(hours)} jam")
-    if minutes:
-        parts.append(f"{minutes} menit")
-    if secs:
-        parts.append(f"{secs} detik")
-    return " ".join(parts)
-
-
-def _to_date(value: str | date) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if len(text) == 10:
-                return date.fromisoformat(text)
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-        except ValueError:
-            pass
-        raise ValueError(f"not an ISO date: {value!r}")
-    raise TypeError(f"not a date: {value!r}")
-
-
-def format_date_id(iso: str | date) -> str:
-    """``"2026-11-20"`` (or a ``date``/``datetime``/ISO timestamp) -> ``"20 November 2026"``."""
-    day = _to_date(iso)
-    return f"{day.day} {MONTHS_ID[day.month - 1]} {day.year}"
-
-
-def format_weekday_id(iso: str | date) -> str:
-    return WEEKDAYS_ID[_to_date(iso).weekday()]
-
-
-def _to_datetime(value: str | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        raise ValueError(f"not an ISO timestamp: {value!r}")
-    raise TypeError(f"not a timestamp: {value!r}")
-
-
-def format_datetime_id(value: str | datetime | None) -> str:
-    """``"2026-11-30T05:21:00+00:00"`` -> ``"30 November 2026 pukul 05.21.00 UTC"``."""
-    if value is None or value == "":
-        return "-"
-    moment = _to_datetime(value)
-    text = f"{format_date_id(moment)} pukul {moment:%H.%M.%S}"
-    offset = moment.utcoffset()
-    if offset is None:
-        return text
-    seconds = int(offset.total_seconds())
-    if seconds in _TZ_NAMES:
-        return f"{text} {_TZ_NAMES[seconds]}"
-    sign = "+" if seconds >= 0 else "-"
-    hours, minutes = divmod(abs(seconds) // 60, 60)
-    return f"{text} UTC{sign}{hours:02d}.{minutes:02d}"
-
-
-def format_bytes_id(value: int | None) -> str:
-    """Bytes in binary units with a decimal comma: ``2147483648`` -> ``"2,0 GiB"``."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"size must be a number of bytes, not {value!r}")
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    if size < 1024:
-        return f"{sign}{int(size)} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        size /= 1024
-        if round(size, 1) < 1024 or unit == "PiB":
-            return f"{sign}{_decimal_id(size, 1)} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def format_minutes_id(minutes: int | float | None) -> str:
-    """The SOP's standard time: ``15`` -> ``"15 menit"``."""
-    if minutes is None:
-        return "-"
-    if float(minutes).is_integer():
-        return f"{int(minutes)} menit"
-    return f"{_decimal_id(minutes, 1)} menit"
-
-
-def _title_id(text: str) -> str:
-    """Sentence use of an upper-case letterhead line, Indonesian title case."""
-    words = []
-    for index, word in enumerate(text.split()):
-        lower = word.lower()
-        if index and lower in _LOWER_WORDS:
-            words.append(lower)
-        else:
-            words.append("-".join(part[:1].upper() + part[1:] for part in lower.split("-")))
-    return " ".join(words)
-
-
-def _md_cell(value: Any) -> str:
-    """A value made safe for one Markdown table cell."""
-    if value is None:
-        return "-"
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    text = re.sub(r"\s*[\r\n]+\s*", " ", text)
-    return text.strip() or "-"
 
 
 def _address(value: Any) -> Markup:
@@ -274,8 +137,8 @@ def _environment(settings: Mapping[str, Any]) -> jinja2.Environment:
         duration_id=lambda s: "-" if s is None else format_duration_id(s),
         bytes_id=format_bytes_id,
         minutes_id=format_minutes_id,
-        title_id=_title_id,
-        mdcell=_md_cell,
+        title_id=title_id,
+        mdcell=md_cell,
         css_string=_css_string,
         address=_address,
     )
@@ -319,8 +182,8 @@ def _letterhead(settings: Mapping[str, Any]) -> dict[str, Any]:
         head["logo_uri"] = logo_path.resolve().as_uri()
     regency = str(head["regency"])
     # "PEMERINTAH KABUPATEN SUMBA BARAT DAYA" -> "Kabupaten Sumba Barat Daya"
-    head.setdefault("regency_name", _title_id(re.sub(r"^PEMERINTAH\s+", "", regency, flags=re.I)))
-    head.setdefault("office_name", f"{_title_id(str(head['office']))} {head['regency_name']}")
+    head.setdefault("regency_name", title_id(re.sub(r"^PEMERINTAH\s+", "", regency, flags=re.I)))
+    head.setdefault("office_name", f"{title_id(str(head['office']))} {head['regency_name']}")
     return head
 
 
@@ -342,7 +205,7 @@ def _printout_context(
     settings: Mapping[str, Any],
     today: date | None,
 ) -> dict[str, Any]:
-    today = today or date.today()
+    today = today or regency_today()
     subdomain = request["subdomain"]
     if not _SAFE_SUBDOMAIN.match(str(subdomain)):
         raise ValueError(f"not a subdomain label: {subdomain!r}")
@@ -350,7 +213,7 @@ def _printout_context(
     agency.setdefault("abbreviation", None)
     agency.setdefault("ends", None)
     category = agency.get("category") or "instansi"
-    agency["category_label"] = CATEGORY_ID.get(category, _title_id(str(category).replace("_", " ")))
+    agency["category_label"] = CATEGORY_ID.get(category, title_id(str(category).replace("_", " ")))
     contact = {"name": None, "nip": None, "position": None, "phone": None}
     contact.update(request.get("contact") or {})
     letter = {"number": None, "date": None, "subject": None}
@@ -526,7 +389,7 @@ def _seconds_between(start: Any, end: Any) -> float | None:
     if not start or not end:
         return None
     try:
-        delta: timedelta = _to_datetime(end) - _to_datetime(start)
+        delta: timedelta = to_datetime(end) - to_datetime(start)
     except (TypeError, ValueError):
         return None
     return max(delta.total_seconds(), 0.0)
@@ -615,7 +478,7 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         division = (settings.get("letterhead") or {}).get("division")
         head["position"] = f"Kepala {division}" if division else "Kepala Bidang"
     finished = run.get("finished")
-    report_day = _to_date(finished or run.get("started") or date.today())
+    report_day = to_regency_date(finished or run.get("started") or regency_today())
     return {
         "run": run,
         "settings": settings,
@@ -644,7 +507,7 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         "pdf_postchecks": pdf_postchecks,
         "pdf_postchecks_omitted": len(omitted_checks),
         "pdf_postchecks_omitted_by_kind": ", ".join(
-            f"{kind} {_integer_id(n)}" for kind, n in sorted(by_kind.items())),
+            f"{kind} {integer_id(n)}" for kind, n in sorted(by_kind.items())),
         "notes": [str(n) for n in run.get("notes") or []],
         "changed": dict(run.get("changed") or {}),
         "report_date": report_day,
@@ -687,8 +550,6 @@ def _lifecycle_rows(life: Mapping[str, Any]) -> list[dict]:
 
 def _storage_supervision_context(run: Mapping[str, Any]) -> dict[str, Any]:
     """Section D's forecast charts and supervision list (SOP warnings 3-5)."""
-    from .storage import chart_svg
-
     supervision = run.get("supervision") or {}
     return {
         # chart_svg escapes every text it places in the drawing.
