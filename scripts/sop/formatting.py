@@ -34,9 +34,6 @@ WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
 # Words kept in lower case when an upper-case letterhead line is used in a
 # sentence ("DINAS KOMUNIKASI DAN INFORMATIKA" -> "Dinas Komunikasi dan
 # Informatika").
-# Indonesia's three time zones; anything else is shown as a plain UTC offset.
-_TZ_NAMES = {0: "UTC", 7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
-
 _LOWER_WORDS = frozenset({"dan", "atau", "di", "ke", "dari", "untuk", "pada", "serta", "yang"})
 
 
@@ -94,7 +91,7 @@ def to_datetime(value: str | datetime) -> datetime:
 def to_regency_date(value: str | date) -> date:
     """The day of a date, or of a moment in the regency (WITA)."""
     if isinstance(value, datetime):
-        return value.date()
+        return to_datetime(value).astimezone(REGENCY_TZ).date()
     if isinstance(value, date):
         return value
     if isinstance(value, str):
@@ -102,7 +99,7 @@ def to_regency_date(value: str | date) -> date:
         try:
             if len(text) == 10:
                 return date.fromisoformat(text)
-            return to_datetime(text).date()
+            return to_datetime(text).astimezone(REGENCY_TZ).date()
         except ValueError:
             pass
         raise ValueError(f"not an ISO date: {value!r}")
@@ -116,6 +113,8 @@ def regency_today() -> date:
 
 def format_date_id(iso: str | date) -> str:
     """``"2026-11-20"`` (or a ``date``/``datetime``/ISO timestamp) -> ``"20 November 2026"``.
+
+    A moment is dated in WITA: ``"2026-11-30T20:00:00Z"`` is 1 December there.
     """
     day = to_regency_date(iso)
     return f"{day.day} {MONTHS_ID[day.month - 1]} {day.year}"
@@ -126,17 +125,15 @@ def format_weekday_id(iso: str | date) -> str:
 
 
 def format_datetime_id(value: str | datetime | None) -> str:
-    """``"2026-11-30T05:21:00+00:00"`` -> ``"30 November 2026 pukul 05.21.00 UTC"``."""
+    """``"2026-11-30T05:21:00+00:00"`` -> ``"30 November 2026 pukul 13.21.00 WITA"``.
+
+    Every moment is shown in WITA, whatever zone it was written in; a
+    timestamp without a zone is taken as UTC (the runner's records).
+    """
     if value is None or value == "":
         return "-"
-    moment = to_datetime(value)
-    text = f"{format_date_id(moment.date())} pukul {moment:%H.%M.%S}"
-    seconds = int(moment.utcoffset().total_seconds())
-    if seconds in _TZ_NAMES:
-        return f"{text} {_TZ_NAMES[seconds]}"
-    sign = "+" if seconds >= 0 else "-"
-    hours, minutes = divmod(abs(seconds) // 60, 60)
-    return f"{text} UTC{sign}{hours:02d}.{minutes:02d}"
+    moment = to_datetime(value).astimezone(REGENCY_TZ)
+    return f"{format_date_id(moment.date())} pukul {moment:%H.%M.%S} WITA"
 
 
 def format_bytes_id(value: int | None) -> str:
@@ -164,8 +161,10 @@ def format_size_id(value: int | None) -> str:
     """
     if value is None:
         return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"size must be a number of bytes, not {value!r}")
+    if value < 0:
+        raise ValueError(f"size must be zero or positive, not {value!r}")
     if value < 1024:
         return f"{int(value)} byte"
     size = float(value)

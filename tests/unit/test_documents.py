@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sop import documents
+from sop import documents, formatting
 from sop.documents import (
     format_bytes_id,
     format_date_id,
@@ -307,11 +307,16 @@ def test_format_date_id_rejects_garbage(bad):
         format_date_id(bad)
 
 
-def test_format_datetime_id_names_indonesian_time_zones():
-    assert format_datetime_id("2026-11-30T05:21:00+00:00") == "30 November 2026 pukul 05.21.00 UTC"
-    assert format_datetime_id("2026-11-30T13:21:00+08:00").endswith("13.21.00 WITA")
-    assert format_datetime_id("2026-11-30T12:21:00+07:00").endswith("WIB")
-    assert format_datetime_id("2026-11-30T14:21:00+09:00").endswith("WIT")
+def test_format_datetime_id_shows_every_moment_in_wita():
+    assert format_datetime_id("2026-11-30T05:21:00+00:00") == "30 November 2026 pukul 13.21.00 WITA"
+    assert format_datetime_id("2026-11-30T13:21:00+08:00") == "30 November 2026 pukul 13.21.00 WITA"
+    # WIB and WIT moments, and a naive one (the runner's UTC), all in WITA
+    assert format_datetime_id("2026-11-30T12:21:00+07:00").endswith("13.21.00 WITA")
+    assert format_datetime_id("2026-11-30T14:21:00+09:00").endswith("13.21.00 WITA")
+    assert format_datetime_id(datetime(2026, 11, 30, 5, 21)).endswith("13.21.00 WITA")
+    # past 16.00 UTC it is already the next day in the regency
+    assert format_datetime_id("2026-11-30T17:30:00Z") == "1 Desember 2026 pukul 01.30.00 WITA"
+    assert format_date_id("2026-11-30T17:30:00Z") == "1 Desember 2026"
     assert format_datetime_id(None) == "-"
 
 
@@ -525,7 +530,8 @@ def test_report_writes_markdown_json_and_pdf(tmp_path):
     assert "BERHASIL" in text and "GAGAL" in text
     assert "Dinas Kesehatan" in text
     assert "ci-runner-01" in text
-    assert "30 November 2026 pukul 05.21.00 UTC" in text
+    assert "30 November 2026 pukul 13.21.00 WITA" in text
+    assert " UTC" not in text and " UTC" not in markdown  # one time zone: WITA
     assert "1 menit 47 detik" in text  # finished - started
     assert "Halaman 1 dari" in text
 
@@ -605,6 +611,15 @@ def test_module_exports():
         assert callable(getattr(documents, name))
 
 
-def test_printout_date_defaults_to_today():
+def test_printout_date_defaults_to_today_in_the_regency():
     html = render_printout_html(make_request(), make_credentials(), make_settings())
-    assert format_date_id(date.today()) in html
+    assert format_date_id(formatting.regency_today()) in html
+
+
+def test_report_is_dated_in_wita(tmp_path):
+    run = make_run()
+    run["started"] = "2026-11-30T17:20:00+00:00"
+    run["finished"] = "2026-11-30T17:30:00+00:00"  # 1 December, 01.30 WITA
+    markdown = render_report(run, make_settings(), tmp_path)["md"].read_text(encoding="utf-8")
+    assert "| Selesai | 1 Desember 2026 pukul 01.30.00 WITA |" in markdown
+    assert "Instansi, 1 Desember 2026." in markdown
