@@ -35,6 +35,7 @@ from .formatting import (
     format_datetime_id,
     format_duration_id,
     format_minutes_id,
+    format_size_id,
     format_weekday_id,
     integer_id,
     md_cell,
@@ -58,6 +59,8 @@ __all__ = [
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Below this many printouts per worker process, printing stays in one process.
 PARALLEL_PRINTOUTS_MIN = 4
+# Version of the JSON run report's layout ("format"); raised when a key changes meaning.
+REPORT_FORMAT = 1
 # Rows of a PDF report table listed in full (see _report_context).
 PDF_FULL_ROWS = 40
 
@@ -66,6 +69,7 @@ STATUS_ID = {
     "failed": "GAGAL",
     "skipped": "DILEWATI",
     "changed": "BERHASIL",
+    "manual": "MANUAL",  # step 9: the handover, done by hand
 }
 CATEGORY_ID = {
     "instansi": "Nama instansi",
@@ -94,6 +98,16 @@ def _address(value: Any) -> Markup:
     if not at:
         return Markup.escape(str(value))
     return Markup.escape(local) + Markup("<wbr>@") + Markup.escape(domain)
+
+
+def _breakable(value: Any) -> Markup:
+    """A host name, address or URL for a narrow table cell: it may wrap after
+    a dot or a slash and before an "@", never inside a word.
+
+    Use it on text placed directly in a table cell, like :func:`_address`.
+    """
+    pieces = re.split(r"(?<=[./])|(?=@)", str(value))
+    return Markup("<wbr>").join(Markup.escape(piece) for piece in pieces if piece)
 
 
 def _css_string(value: Any) -> Markup:
@@ -136,11 +150,13 @@ def _environment(settings: Mapping[str, Any]) -> jinja2.Environment:
         datetime_id=format_datetime_id,
         duration_id=lambda s: "-" if s is None else format_duration_id(s),
         bytes_id=format_bytes_id,
+        size_id=format_size_id,
         minutes_id=format_minutes_id,
         title_id=title_id,
         mdcell=md_cell,
         css_string=_css_string,
         address=_address,
+        breakable=_breakable,
     )
     return env
 
@@ -199,6 +215,84 @@ def _credential(credentials: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return entry
 
 
+def _with_defaults(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict:
+    return {**defaults, **(given or {})}
+
+
+def _agency(request: Mapping[str, Any]) -> dict[str, Any]:
+    agency = _with_defaults({"abbreviation": None, "ends": None}, request["agency"])
+    category = agency.get("category") or "instansi"
+    agency["category_label"] = CATEGORY_ID.get(category, title_id(str(category).replace("_", " ")))
+    return agency
+
+
+def _hosting(request: Mapping[str, Any], credentials: Mapping[str, Any],
+             settings: Mapping[str, Any], used: list) -> dict[str, Any] | None:
+    """The SFTP account of the website, or None for a mail-only request."""
+    if not request.get("hosting"):
+        return None
+    sftp = settings.get("sftp") or {}
+    entry = _credential(credentials, f"hosting:{request['subdomain']}")
+    used.append(entry)
+    return {
+        "host": sftp.get("host") or request["fqdn"],
+        "port": sftp.get("port") or 22,
+        # the site's document root inside the account (sftp_hosting_web_dir)
+        "web_dir": sftp.get("web_dir") or "public",
+        "username": entry["username"],
+        "password": entry["password"],
+        "quota_bytes": request["hosting"].get("quota_bytes"),
+    }
+
+
+def _mailboxes(mail: Mapping[str, Any], credentials: Mapping[str, Any],
+               used: list) -> list[dict[str, Any]]:
+    out = []
+    for box in mail.get("mailboxes") or []:
+        entry = _credential(credentials, box["address"])
+        used.append(entry)
+        out.append({"address": box["address"], "username": entry["username"],
+                    "password": entry["password"], "holder": box.get("holder"),
+                    "position": box.get("position"), "quota_bytes": box.get("quota_bytes")})
+    return out
+
+
+def _aliases(mail: Mapping[str, Any], mailboxes: list[dict]) -> list[dict[str, Any]]:
+    """Aliases, with their targets' positions in the mailbox list when every
+    target is one of the request's mailboxes."""
+    numbers = {box["address"]: index for index, box in enumerate(mailboxes, start=1)}
+    out = []
+    for alias in mail.get("aliases") or []:
+        targets = list(alias.get("to") or [])
+        inside = bool(targets) and all(t in numbers for t in targets)
+        out.append({"address": alias["address"], "to": targets,
+                    "to_mailboxes": [numbers[t] for t in targets] if inside else None})
+    return out
+
+
+def _password_column_cm(mailboxes: list[dict]) -> float:
+    """As wide as the longest password in the monospace face (10 pt bold
+    DejaVu Sans Mono: 0.213 cm a character), so a password stays on one line
+    and the addresses get the rest of the page."""
+    longest = max((len(str(box["password"])) for box in mailboxes), default=0)
+    return round(min(max(longest * 0.213 + 0.45, 3.6), 7.0), 2)
+
+
+_MAIL_CLIENT = {"imap_host": None, "imap_port": 993, "imap_security": "SSL/TLS",
+                "smtp_host": None, "smtp_port": 587, "smtp_security": "STARTTLS"}
+_ADMINISTRATOR = {"name": None, "nip": None, "position": "Administrator Sistem"}
+
+
+def _site(request: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What the subdomain serves: a website (hosting), the mail domain, or neither."""
+    mail = request.get("mail") or {}
+    scheme = settings.get("web_scheme") or "https"
+    return {
+        "url": f"{scheme}://{request['fqdn']}" if request.get("hosting") else None,
+        "mail_domain": mail.get("address_domain") if mail.get("mailboxes") else None,
+    }
+
+
 def _printout_context(
     request: Mapping[str, Any],
     credentials: Mapping[str, Any],
@@ -209,101 +303,30 @@ def _printout_context(
     subdomain = request["subdomain"]
     if not _SAFE_SUBDOMAIN.match(str(subdomain)):
         raise ValueError(f"not a subdomain label: {subdomain!r}")
-    agency = dict(request["agency"])
-    agency.setdefault("abbreviation", None)
-    agency.setdefault("ends", None)
-    category = agency.get("category") or "instansi"
-    agency["category_label"] = CATEGORY_ID.get(category, title_id(str(category).replace("_", " ")))
-    contact = {"name": None, "nip": None, "position": None, "phone": None}
-    contact.update(request.get("contact") or {})
-    letter = {"number": None, "date": None, "subject": None}
-    letter.update(request.get("letter") or {})
-
     used: list[Mapping[str, Any]] = []
-    hosting = None
-    if request.get("hosting"):
-        sftp = settings.get("sftp") or {}
-        entry = _credential(credentials, f"hosting:{subdomain}")
-        used.append(entry)
-        hosting = {
-            "host": sftp.get("host") or request["fqdn"],
-            "port": sftp.get("port") or 22,
-            "username": entry["username"],
-            "password": entry["password"],
-            "quota_bytes": request["hosting"].get("quota_bytes"),
-        }
-
-    mailboxes: list[dict[str, Any]] = []
-    aliases: list[dict[str, Any]] = []
-    mail = request.get("mail")
-    if mail:
-        for box in mail.get("mailboxes") or []:
-            entry = _credential(credentials, box["address"])
-            used.append(entry)
-            mailboxes.append(
-                {
-                    "address": box["address"],
-                    "username": entry["username"],
-                    "password": entry["password"],
-                    "holder": box.get("holder"),
-                    "position": box.get("position"),
-                    "quota_bytes": box.get("quota_bytes"),
-                }
-            )
-        numbers = {box["address"]: index for index, box in enumerate(mailboxes, start=1)}
-        for alias in mail.get("aliases") or []:
-            targets = list(alias.get("to") or [])
-            aliases.append(
-                {
-                    "address": alias["address"],
-                    "to": targets,
-                    # positions in the mailbox list when every target is one of them
-                    "to_mailboxes": (
-                        [numbers[t] for t in targets]
-                        if targets and all(t in numbers for t in targets)
-                        else None
-                    ),
-                }
-            )
-
-    # Width of the password column: as wide as the longest password in the
-    # monospace face (10 pt bold DejaVu Sans Mono: 0.213 cm a character) so a
-    # password stays on one line and the addresses get the rest of the page.
-    longest = max((len(str(box["password"])) for box in mailboxes), default=0)
-    password_column_cm = round(min(max(longest * 0.213 + 0.45, 3.6), 7.0), 2)
-
-    client = {
-        "imap_host": None,
-        "imap_port": 993,
-        "imap_security": "SSL/TLS",
-        "smtp_host": None,
-        "smtp_port": 587,
-        "smtp_security": "STARTTLS",
-    }
-    client.update(settings.get("mail_client") or {})
-    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
-    admin.update(settings.get("administrator") or {})
-    created = sorted({str(e["created"]) for e in used if e.get("created")})
-
-    scheme = settings.get("web_scheme") or "https"
+    hosting = _hosting(request, credentials, settings, used)
+    mail = request.get("mail") or {}
+    mailboxes = _mailboxes(mail, credentials, used)
     return {
         "request": request,
         "settings": settings,
         "letterhead": _letterhead(settings),
-        "administrator": admin,
+        "administrator": _with_defaults(_ADMINISTRATOR, settings.get("administrator")),
         "today": today,
         "subdomain": subdomain,
         "fqdn": request["fqdn"],
-        "url": f"{scheme}://{request['fqdn']}",
-        "letter": letter,
-        "agency": agency,
-        "contact": contact,
+        **_site(request, settings),
+        "letter": _with_defaults({"number": None, "date": None, "subject": None},
+                                 request.get("letter")),
+        "agency": _agency(request),
+        "contact": _with_defaults({"name": None, "nip": None, "position": None, "phone": None},
+                                  request.get("contact")),
         "hosting": hosting,
         "mailboxes": mailboxes,
-        "aliases": aliases,
-        "mail_client": client,
-        "password_column_cm": password_column_cm,
-        "accounts_created": created,
+        "aliases": _aliases(mail, mailboxes),
+        "mail_client": _with_defaults(_MAIL_CLIENT, settings.get("mail_client")),
+        "password_column_cm": _password_column_cm(mailboxes),
+        "accounts_created": sorted({str(e["created"]) for e in used if e.get("created")}),
         "reprint": any(bool(e.get("reprint")) for e in used),
         "footer_note": (
             "Dihasilkan oleh Sistem SOP Pembuatan Subdomain dan Email Instansi, "
@@ -576,7 +599,8 @@ def render_report(
     env = _environment(settings)
     markdown = env.get_template("report.md.j2").render(context)
     html = env.get_template("report.html.j2").render(context)
-    document = json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+    document = json.dumps({"format": REPORT_FORMAT, **run}, ensure_ascii=False, indent=2,
+                          sort_keys=True, default=str) + "\n"
     pdf = _pdf_bytes(html)
 
     out_dir = Path(out_dir)
