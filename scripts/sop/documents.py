@@ -418,96 +418,104 @@ def _seconds_between(start: Any, end: Any) -> float | None:
     return max(delta.total_seconds(), 0.0)
 
 
-def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+_STEP = {"number": None, "name": None, "standard_minutes": None, "seconds": None,
+         "status": None, "output": None, "detail": None}
+_STORAGE = {"host": None, "mount": None, "paths": [], "capacity_bytes": None, "free_bytes": None,
+            "allocated_bytes": None, "reserve_percent": None, "free_bytes_before": None,
+            "free_bytes_after": None, "allocated_bytes_before": None,
+            "allocated_bytes_after": None}
+_BEFORE_AFTER = ("free_bytes_before", "free_bytes_after", "allocated_bytes_before",
+                 "allocated_bytes_after")
+_POSTCHECK = {"subdomain": None, "check": None, "target": None, "ok": False, "detail": None}
+_REQUEST = {"subdomain": None, "agency": None, "new": None}
+
+
+def _status_label(status: Any) -> str:
+    return STATUS_ID.get(str(status), str(status).upper())
+
+
+def _steps_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Section C: the steps with their labels and totals."""
     steps = []
     for step in run.get("steps") or []:
-        item = {
-            "number": None,
-            "name": None,
-            "standard_minutes": None,
-            "seconds": None,
-            "status": None,
-            "output": None,
-            "detail": None,
-        }
-        item.update(step)
-        item["status_label"] = STATUS_ID.get(str(item["status"]), str(item["status"]).upper())
+        item = _with_defaults(_STEP, step)
+        item["status_label"] = _status_label(item["status"])
         steps.append(item)
+    measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
+    standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
+    return {
+        "steps": steps,
+        "steps_seconds_total": sum(measured) if measured else None,
+        "steps_standard_total": sum(standard) if standard else None,
+    }
 
-    storage = []
-    for entry in run.get("storage") or []:
-        item = {
-            "host": None,
-            "mount": None,
-            "paths": [],
-            "capacity_bytes": None,
-            "free_bytes": None,
-            "allocated_bytes": None,
-            "reserve_percent": None,
-            "free_bytes_before": None,
-            "free_bytes_after": None,
-            "allocated_bytes_before": None,
-            "allocated_bytes_after": None,
-        }
-        item.update(entry)
-        storage.append(item)
-    storage_has_before_after = any(
-        s[k] is not None
-        for s in storage
-        for k in (
-            "free_bytes_before",
-            "free_bytes_after",
-            "allocated_bytes_before",
-            "allocated_bytes_after",
-        )
-    )
 
+def _storage_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Section D's tables (the charts: _storage_supervision_context)."""
+    storage = [_with_defaults(_STORAGE, entry) for entry in run.get("storage") or []]
+    return {
+        "storage": storage,
+        "storage_has_before_after": any(s[k] is not None for s in storage for k in _BEFORE_AFTER),
+    }
+
+
+def _rows_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Sections B and E, in full for Markdown and JSON, shortened for paper.
+
+    The PDF is read on paper: past PDF_FULL_ROWS rows it lists only the new
+    requests and the failed checks, and counts the rest (a run over hundreds
+    of agencies otherwise prints dozens of pages, slowly).
+    """
+    requests = [_with_defaults(_REQUEST, req) for req in run.get("requests") or []]
     postchecks = []
     for check in run.get("postchecks") or []:
-        item = {"subdomain": None, "check": None, "target": None, "ok": False, "detail": None}
-        item.update(check)
+        item = _with_defaults(_POSTCHECK, check)
         item["check_label"] = CHECK_NAMES_ID.get(str(item["check"]).lower(), str(item["check"]))
         item["result_label"] = "OK" if item["ok"] else "GAGAL"
         postchecks.append(item)
-
-    requests = []
-    for req in run.get("requests") or []:
-        item = {"subdomain": None, "agency": None, "new": None}
-        item.update(req)
-        requests.append(item)
-
-    # The PDF is read on paper: past PDF_FULL_ROWS rows it lists only the new
-    # requests and the failed checks, and counts the rest (a run over hundreds
-    # of agencies otherwise prints dozens of pages, slowly). Markdown and JSON
-    # keep every row.
     pdf_requests, pdf_postchecks = requests, postchecks
     if len(requests) > PDF_FULL_ROWS:
         pdf_requests = [r for r in requests if r["new"]]
     if len(postchecks) > PDF_FULL_ROWS:
         pdf_postchecks = [c for c in postchecks if not c["ok"]]
-    omitted_checks = [c for c in postchecks if c["ok"]] if pdf_postchecks is not postchecks else []
+    omitted = [c for c in postchecks if c["ok"]] if pdf_postchecks is not postchecks else []
     by_kind: dict[str, int] = {}
-    for c in omitted_checks:
+    for c in omitted:
         by_kind[c["check_label"]] = by_kind.get(c["check_label"], 0) + 1
+    return {
+        "requests": requests,
+        "postchecks": postchecks,
+        "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
+        "pdf_requests": pdf_requests,
+        "pdf_requests_omitted": len(requests) - len(pdf_requests),
+        "pdf_postchecks": pdf_postchecks,
+        "pdf_postchecks_omitted": len(omitted),
+        "pdf_postchecks_omitted_by_kind": ", ".join(
+            f"{kind} {integer_id(n)}" for kind, n in sorted(by_kind.items())),
+    }
 
-    measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
-    standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
-    status = str(run.get("status"))
-    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
-    admin.update(settings.get("administrator") or {})
-    head = {"name": None, "nip": None, "position": None}
-    head.update(settings.get("head_of_division") or {})
+
+def _signatories(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Who signs the report: the administrator and, "Mengetahui", the head of division."""
+    head = _with_defaults({"name": None, "nip": None, "position": None},
+                          settings.get("head_of_division"))
     if not head["position"]:
         division = (settings.get("letterhead") or {}).get("division")
         head["position"] = f"Kepala {division}" if division else "Kepala Bidang"
+    return {"administrator": _with_defaults(_ADMINISTRATOR, settings.get("administrator")),
+            "head_of_division": head}
+
+
+def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    status = str(run.get("status"))
     finished = run.get("finished")
     report_day = to_regency_date(finished or run.get("started") or regency_today())
+    life = run.get("lifecycle") or {}
     return {
         "run": run,
         "settings": settings,
         "letterhead": _letterhead(settings),
-        "administrator": admin,
-        "head_of_division": head,
+        **_signatories(settings),
         "run_id": run["run_id"],
         "started": run.get("started"),
         "finished": finished,
@@ -515,22 +523,11 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         "controller": run.get("controller"),
         "inventory": run.get("inventory"),
         "status": status,
-        "status_label": STATUS_ID.get(status, status.upper()),
+        "status_label": _status_label(status),
         "failure": run.get("failure"),
-        "requests": requests,
-        "steps": steps,
-        "steps_seconds_total": sum(measured) if measured else None,
-        "steps_standard_total": sum(standard) if standard else None,
-        "storage": storage,
-        "storage_has_before_after": storage_has_before_after,
-        "postchecks": postchecks,
-        "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
-        "pdf_requests": pdf_requests,
-        "pdf_requests_omitted": len(requests) - len(pdf_requests),
-        "pdf_postchecks": pdf_postchecks,
-        "pdf_postchecks_omitted": len(omitted_checks),
-        "pdf_postchecks_omitted_by_kind": ", ".join(
-            f"{kind} {integer_id(n)}" for kind, n in sorted(by_kind.items())),
+        **_rows_context(run),
+        **_steps_context(run),
+        **_storage_context(run),
         "notes": [str(n) for n in run.get("notes") or []],
         "changed": dict(run.get("changed") or {}),
         "report_date": report_day,
@@ -539,8 +536,8 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
             f"{format_date_id(report_day)}"
         ),
         **_storage_supervision_context(run),
-        "lifecycle_rows": _lifecycle_rows(run.get("lifecycle") or {}),
-        "lifecycle_warnings": list((run.get("lifecycle") or {}).get("warnings") or []),
+        "lifecycle_rows": _lifecycle_rows(life),
+        "lifecycle_warnings": list(life.get("warnings") or []),
     }
 
 
