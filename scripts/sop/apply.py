@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import documents, lifecycle, model, names, postcheck, provenance, storage
 from .config import Settings
+from .exits import RequestsInvalid
 from .register import Register, vault_password
 from .steps import STEPS, run_steps, steps_of_play
 from .validate import validate_paths
@@ -181,7 +182,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     if problems:
         for p in problems:
             out(f"  {p}")
-        raise ApplyError(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
     known = set(_open_register(settings).accounts)
     new = [r["subdomain"] for r in requests
            if any(acct["id"] not in known for acct in model.accounts([r]))]
@@ -411,7 +412,7 @@ def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
     """`sop print`: sheets of the named requests; with none named, those due."""
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
-        raise ApplyError(f"{len(problems)} problem(s) in the requests; run sop validate")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in the requests; run sop validate")
     by_label = {r["subdomain"]: r for r in requests}
     unknown = [x for x in labels if x not in by_label]
     if unknown:

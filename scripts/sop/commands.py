@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import exits
 from .config import ConfigError, load_settings
 
 
@@ -21,9 +22,9 @@ def _cmd_validate(args) -> int:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) found.", file=sys.stderr)
-        return 1
+        return exits.INVALID
     print(f"{len(requests)} request(s) valid.")
-    return 0
+    return exits.OK
 
 
 def _cmd_apply(args) -> int:
@@ -39,10 +40,10 @@ def _cmd_apply(args) -> int:
         print(f"Laporan ({kind}): {path}")
     if record["status"] != "ok":
         print(f"GAGAL: {record['failure']}", file=sys.stderr)
-        return 1
+        return exits.RUN_FAILED
     changed = sum(record["changed"].values())
     print(f"Selesai: {changed} perubahan, {len(record['requests'])} permohonan.")
-    return 0
+    return exits.OK
 
 
 def _cmd_print(args) -> int:
@@ -51,7 +52,7 @@ def _cmd_print(args) -> int:
     settings = load_settings(args.inventory)
     for path in print_requests(settings, args.requests):
         print(path)
-    return 0
+    return exits.OK
 
 
 def _cmd_reset_password(args) -> int:
@@ -71,12 +72,24 @@ def _cmd_reset_password(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="check request files (default folder: requests/)")
-    p.add_argument("paths", nargs="*", type=Path)
+    p = sub.add_parser(
+        "validate", help="check request files (default folder: requests/)",
+        description="Check request files against the request format and the inventory's "
+                    "policy (sop_policy), as one set: every problem is one line naming the "
+                    "file, the line and the field. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="request files or folders (default: requests)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("apply", help="run the SOP: storage, accounts, register, DNS, "
-                                     "printouts, report")
+    p = sub.add_parser(
+        "apply", help="run the SOP: storage, accounts, register, DNS, printouts, report",
+        description="Run the SOP for every request of the inventory: check the storage "
+                    "(step 3), create the accounts (4), record them in the encrypted register "
+                    "(5), add the names to the DNS (6), print the credential sheets (7) and "
+                    "write the run report (8). One apply at a time. The request files are "
+                    "validated first; with a problem nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN, exits.RUN_FAILED))
     p.add_argument("--overcommit", action="store_true",
                    help="go ahead although storage would fall below the reserve (recorded)")
     p.add_argument("--check", action="store_true", help="show what would change; change nothing")
@@ -87,11 +100,21 @@ def add_parser(sub) -> None:
                         "sop_lifecycle.removal_threshold_percent (deleted request files)")
     p.set_defaults(func=_cmd_apply)
 
-    p = sub.add_parser("print", help="credential printout (PDF) of requests")
+    p = sub.add_parser(
+        "print", help="credential printout (PDF) of requests",
+        description="Print the credential sheet and handover receipt (SOP steps 7 and 9) of "
+                    "the named requests, or of every request whose sheet is due (new or reset "
+                    "passwords); the PDFs go to <state>/printouts, readable by the owner only.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
     p.add_argument("requests", nargs="*",
                    help="subdomain labels (default: every request with a sheet due)")
     p.set_defaults(func=_cmd_print)
 
-    p = sub.add_parser("reset-password", help="issue a new password for an account")
+    p = sub.add_parser(
+        "reset-password", help="issue a new password for an account",
+        description="Issue a new password for a mailbox or a hosting account in the encrypted "
+                    "register; the next `sop apply` puts it on the servers and prints the "
+                    "sheet again.",
+        epilog=exits.epilog(exits.OK, exits.CANNOT_RUN))
     p.add_argument("account", help="mailbox address, or a subdomain label for its hosting account")
     p.set_defaults(func=_cmd_reset_password)

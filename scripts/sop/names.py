@@ -228,14 +228,15 @@ def write_register(settings, requests: list[dict], accounts: Mapping[str, Mappin
 
 
 def _cmd_names(args) -> int:
-    from .config import ConfigError, load_settings
+    from .config import load_settings
+    from .exits import RequestsInvalid
     from .register import Register, vault_password
     from .validate import validate_paths
 
     settings = load_settings(args.inventory)
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in the requests; run sop validate")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in the requests; run sop validate")
     register = Register(settings.path("sop_register_file"),
                         vault_password(settings.path("sop_vault_password_file")))
     accounts = {k: {f: v[f] for f in ("username", "kind", "subdomain", "archived", "created")
@@ -256,7 +257,16 @@ def _cmd_names(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("names", help="the naming register (SOP record 3): every subdomain and "
-                                     "address with agency, status and dates")
-    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    from . import exits
+
+    p = sub.add_parser(
+        "names", help="the naming register (SOP record 3): every subdomain and address with "
+                      "agency, status and dates",
+        description="Print the naming register as the next run would write it: every "
+                    "subdomain, mailbox, alias and hosting account with its agency, status "
+                    "(active, suspended, archived, purged) and dates. $SOP_TODAY (YYYY-MM-DD) "
+                    "shows it at another date. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown",
+                   help="Markdown for people (default) or JSON")
     p.set_defaults(func=_cmd_names)

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import exits, model
 from .config import ConfigError, Settings, load_settings
 from .validate import (
     MAX_FILE_BYTES,
@@ -44,7 +44,7 @@ from .validate import (
     validate_paths,
 )
 
-EXIT_OK, EXIT_INVALID, EXIT_REFUSED = 0, 1, 3
+EXIT_OK, EXIT_INVALID, EXIT_REFUSED = exits.OK, exits.INVALID, exits.REFUSED
 DEFAULT_BASES = ("main", "origin/main")
 DEFAULT_THRESHOLD_PERCENT = 30
 # Longer tables are cut in the Markdown (the JSON always has everything).
@@ -804,8 +804,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "plan", help="what merging the request changes would do (for the approver)",
         description="Compare the request files of the work tree with a base revision and "
-                    "show what applying them would do. Exit 0: plan made; 1: the requests "
-                    "have problems; 2: the plan cannot be made; 3: refused as a large change.")
+                    "show what applying them would do. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN, exits.REFUSED))
     p.add_argument("folder", nargs="?", type=Path,
                    help="request folder (default: the inventory's sop_requests_dir)")
     p.add_argument("--base", metavar="REF",

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import exits
 from .files import write_atomic
 from .formatting import REGENCY_TZ, format_bytes_id, format_date_id, format_datetime_id, md_cell
 
@@ -537,7 +538,7 @@ def _cmd_storage(args) -> int:
     if not history:
         print(f"sop: no storage records in {folder / RECORDS_SUBDIR} yet; run `sop apply` first",
               file=sys.stderr)
-        return 1
+        return exits.CANNOT_RUN
     latest = history[-1]
     warn = args.warn_percent if args.warn_percent is not None else int(
         settings.get("sop_storage_warn_percent") or DEFAULT_WARN_PERCENT)
@@ -555,8 +556,14 @@ def _cmd_storage(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("storage", help="agencies near their quotas and when the storage fills "
-                                       "(from the storage records of past runs)")
+    p = sub.add_parser(
+        "storage", help="agencies near their quotas and when the storage fills "
+                        "(from the storage records of past runs)",
+        description="From the storage records that every `sop apply` writes (SOP warnings 3-5): "
+                    "the agencies using at least a share of their quotas, with their contact, "
+                    "and per file system the growth and the day it would fill. Nothing is "
+                    "changed.",
+        epilog=exits.epilog(exits.OK, exits.CANNOT_RUN))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--warn-percent", type=int, default=None,
                    help="list accounts at or above this share of their quota "

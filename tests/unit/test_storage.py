@@ -431,7 +431,7 @@ def _inventory(tmp_path) -> Path:
 
 def test_sop_storage_prints_the_list_and_the_forecast(tmp_path, capsys):
     inv = _inventory(tmp_path)
-    assert cli.main(["-i", str(inv), "storage"]) == 1
+    assert cli.main(["-i", str(inv), "storage"]) == 2  # nothing to show yet: cannot run
     assert "no storage records" in capsys.readouterr().err
 
     run = supervised_run(tmp_path)
