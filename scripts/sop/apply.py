@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import documents, lifecycle, model, names, postcheck, storage
+from . import documents, lifecycle, model, names, postcheck, provenance, storage
 from .config import Settings
+from .exits import RequestsInvalid
 from .register import VAULT_ENV, VAULT_FILE_ENV, Register, vault_password
-from .steps import STEPS, steps_of_play
+from .steps import STEPS, run_steps, steps_of_play
 from .validate import validate_paths
 
 KEEP_RUNS = 20  # runner data folders kept under <state>/runs
@@ -131,7 +132,7 @@ class Progress:
         for host, info in self.unreachable.items():
             fatal = host in dark or not run_ok
             if host in dark:
-                self.failures.append(f"{host}: {info['task']}: unreachable: {info['message']}")
+                self.failures.append(f"{host}: {info['task']}: tidak terjangkau: {info['message']}")
                 self.step_failed.update(info["steps"])
             out.append({"host": host, "task": info["task"], "message": info["message"],
                         "steps": info["steps"], "skipped": not fatal})
@@ -159,9 +160,9 @@ class Progress:
             self.out(f"{'':10}  TIDAK TERJANGKAU: {data.get('task')} ({data.get('host')}): {msg}")
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             res = data.get("res", {})
-            msg = res.get("msg") or res.get("stderr") or "failed"
+            msg = res.get("msg") or res.get("stderr") or "gagal"
             if res.get("censored"):
-                msg = "failed (details hidden: the task handles secrets)"
+                msg = "gagal (rincian disembunyikan: tugas ini menangani data rahasia)"
             self.failures.append(f"{data.get('host')}: {data.get('task')}: {msg}")
             self.step_failed.update(self._current)
             self.out(f"{'':10}  GAGAL: {data.get('task')} ({data.get('host')}): {msg}")
@@ -262,7 +263,7 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     if problems:
         for p in problems:
             out(f"  {p}")
-        raise ApplyError(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in {requests_dir}; nothing was changed")
     known = set(_open_register(settings).accounts)
     new = [r["subdomain"] for r in requests
            if any(acct["id"] not in known for acct in model.accounts([r]))]
@@ -347,11 +348,16 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         failed_checks = [c for c in record["postchecks"] if not c["ok"]]
         if failed_checks:
             record["status"] = "failed"
-            record["failure"] = "post-check failed: " + ", ".join(
-                f"{c['check']} {c['target']}" for c in failed_checks
+            record["failure"] = "pemeriksaan akhir gagal: " + ", ".join(
+                f"{c['check'].upper()} {c['target']}" for c in failed_checks
             )
     record["printouts"] = [str(p) for p in printed]
-    record["steps"] = _steps(progress, ok, check, printed)
+    # Steps 1-2: the commit that brought each request file, or that it is a lab run.
+    record["origins"] = provenance.request_origins(
+        settings.repo_root, requests, lab=bool(settings.get("sop_lab_ca_cert")))
+    record["steps"] = run_steps(progress.step_seconds, progress.step_failed, ok=ok, check=check,
+                                printouts=len(printed), requests=len(requests), new=len(new),
+                                origins=record["origins"])
     if record["lifecycle"] and not check:
         # SOP record 3: the naming register, after every run that decided the lifecycle.
         record["names"] = {k: str(v) for k, v in names.write_register(
@@ -433,38 +439,7 @@ def _tail(result, lines: int = 5) -> str:
     except (AttributeError, OSError):
         text = ""
     tail = " / ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
-    return f"ansible-playbook exited with {result.rc}: {tail or 'no output'}"
-
-
-def _steps(progress: Progress, ok: bool, check: bool, printouts: list[Path]) -> list[dict]:
-    steps = []
-    for n in range(1, 9):
-        seconds = progress.step_seconds.get(n)
-        if n in progress.step_failed:
-            status = "failed"
-        elif seconds is None:
-            status = "skipped"
-        else:
-            status = "ok"
-        detail = ""
-        if n in (1, 2):
-            detail = "Disetujui melalui pull request; permohonan divalidasi."
-        if n == 7:
-            detail = f"{len(printouts)} dokumen cetak dibuat."
-        steps.append({
-            "number": n,
-            "name": STEPS[n].name,
-            "standard_minutes": STEPS[n].standard_minutes,
-            "seconds": round(seconds or 0.0, 2),
-            "status": "skipped" if (check and n in (7, 8)) else status,
-            "output": STEPS[n].output,
-            "detail": detail,
-        })
-    if not ok:
-        for s in steps:
-            if s["status"] == "skipped" and s["number"] > 2:
-                s["detail"] = "Tidak dijalankan karena langkah sebelumnya gagal."
-    return steps
+    return f"ansible-playbook berhenti dengan kode {result.rc}: {tail or 'tanpa keluaran'}"
 
 
 def _storage_from_events(result) -> list[dict]:
@@ -518,7 +493,7 @@ def print_requests(settings: Settings, labels: list[str]) -> list[Path]:
     """`sop print`: sheets of the named requests; with none named, those due."""
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
-        raise ApplyError(f"{len(problems)} problem(s) in the requests; run sop validate")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in the requests; run sop validate")
     by_label = {r["subdomain"]: r for r in requests}
     unknown = [x for x in labels if x not in by_label]
     if unknown:

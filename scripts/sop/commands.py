@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import exits
 from .config import ConfigError, load_settings
 
 
@@ -22,13 +23,13 @@ def _cmd_validate(args) -> int:
         print(problem, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) found.", file=sys.stderr)
-        return 1
+        return exits.INVALID
     if not requests:
         print(f"No request files in {', '.join(str(p) for p in paths)}: nothing to check "
               "(an empty set is valid).")
-        return 0
+        return exits.OK
     print(f"{len(requests)} request(s) valid.")
-    return 0
+    return exits.OK
 
 
 def _cmd_apply(args) -> int:
@@ -44,10 +45,10 @@ def _cmd_apply(args) -> int:
         print(f"Laporan ({kind}): {path}")
     if record["status"] != "ok":
         print(f"GAGAL: {record['failure']}", file=sys.stderr)
-        return 1
+        return exits.RUN_FAILED
     changed = sum(record["changed"].values())
     print(f"Selesai: {changed} perubahan, {len(record['requests'])} permohonan.")
-    return 0
+    return exits.OK
 
 
 def _cmd_print(args) -> int:
@@ -56,7 +57,7 @@ def _cmd_print(args) -> int:
     settings = load_settings(args.inventory, args.repo)
     for path in print_requests(settings, args.requests):
         print(path)
-    return 0
+    return exits.OK
 
 
 def _cmd_reset_password(args) -> int:
@@ -76,13 +77,24 @@ def _cmd_reset_password(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="check request files (default: the inventory's "
-                                        "request folder, sop_requests_dir)")
-    p.add_argument("paths", nargs="*", type=Path)
+    p = sub.add_parser(
+        "validate", help="check request files (default: the inventory's request folder)",
+        description="Check request files against the request format and the inventory's "
+                    "policy (sop_policy), as one set: every problem is one line naming the "
+                    "file, the line and the field. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="request files or folders (default: the inventory's sop_requests_dir)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("apply", help="run the SOP: storage, accounts, register, DNS, "
-                                     "printouts, report")
+    p = sub.add_parser(
+        "apply", help="run the SOP: storage, accounts, register, DNS, printouts, report",
+        description="Run the SOP for every request of the inventory: check the storage "
+                    "(step 3), create the accounts (4), record them in the encrypted register "
+                    "(5), add the names to the DNS (6), print the credential sheets (7) and "
+                    "write the run report (8). One apply at a time. The request files are "
+                    "validated first; with a problem nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN, exits.RUN_FAILED))
     p.add_argument("--overcommit", action="store_true",
                    help="go ahead although storage would fall below the reserve (recorded)")
     p.add_argument("--check", action="store_true", help="show what would change; change nothing")
@@ -96,11 +108,21 @@ def add_parser(sub) -> None:
                         "at once (the Apply workflow waits)")
     p.set_defaults(func=_cmd_apply)
 
-    p = sub.add_parser("print", help="credential printout (PDF) of requests")
+    p = sub.add_parser(
+        "print", help="credential printout (PDF) of requests",
+        description="Print the credential sheet and handover receipt (SOP steps 7 and 9) of "
+                    "the named requests, or of every request whose sheet is due (new or reset "
+                    "passwords); the PDFs go to <state>/printouts, readable by the owner only.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
     p.add_argument("requests", nargs="*",
                    help="subdomain labels (default: every request with a sheet due)")
     p.set_defaults(func=_cmd_print)
 
-    p = sub.add_parser("reset-password", help="issue a new password for an account")
+    p = sub.add_parser(
+        "reset-password", help="issue a new password for an account",
+        description="Issue a new password for a mailbox or a hosting account in the encrypted "
+                    "register; the next `sop apply` puts it on the servers and prints the "
+                    "sheet again.",
+        epilog=exits.epilog(exits.OK, exits.CANNOT_RUN))
     p.add_argument("account", help="mailbox address, or a subdomain label for its hosting account")
     p.set_defaults(func=_cmd_reset_password)

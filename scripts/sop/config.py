@@ -84,6 +84,7 @@ class Settings:
         return {
             "letterhead": self.vars.get("sop_letterhead") or {},
             "administrator": self.vars.get("sop_administrator") or {},
+            "head_of_division": self.vars.get("sop_head_of_division") or {},
             "mail_client": self.vars.get("sop_mail_client") or {},
             "sftp": self.vars.get("sop_sftp") or {},
             "web_scheme": self.vars.get("sop_web_scheme", "https"),

@@ -20,45 +20,56 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
+from .chart import chart_svg
 from .files import write_atomic
+from .formatting import (
+    format_bytes_id,
+    format_date_id,
+    format_datetime_id,
+    format_duration_id,
+    format_minutes_id,
+    format_size_id,
+    format_weekday_id,
+    integer_id,
+    md_cell,
+    regency_today,
+    title_id,
+    to_datetime,
+    to_regency_date,
+)
+
+__all__ = [
+    "format_bytes_id",
+    "format_date_id",
+    "format_datetime_id",
+    "format_duration_id",
+    "render_printout",
+    "render_printout_html",
+    "render_printouts",
+    "render_report",
+]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Below this many printouts per worker process, printing stays in one process.
 PARALLEL_PRINTOUTS_MIN = 4
+# Version of the JSON run report's layout ("format"); raised when a key changes meaning.
+REPORT_FORMAT = 1
 # Rows of a PDF report table listed in full (see _report_context).
 PDF_FULL_ROWS = 40
-
-MONTHS_ID = (
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-)
-WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
-
-# Indonesia's three time zones; anything else is shown as a plain UTC offset.
-_TZ_NAMES = {0: "UTC", 7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
 
 STATUS_ID = {
     "ok": "BERHASIL",
     "failed": "GAGAL",
     "skipped": "DILEWATI",
     "changed": "BERHASIL",
+    "manual": "MANUAL",  # step 9: the handover, done by hand
 }
 CATEGORY_ID = {
     "instansi": "Nama instansi",
@@ -68,11 +79,6 @@ CATEGORY_ID = {
 }
 CHECK_NAMES_ID = {"dns": "DNS", "http": "HTTP", "https": "HTTPS", "imap": "IMAP", "smtp": "SMTP"}
 
-# Words kept in lower case when an upper-case letterhead line is used in a
-# sentence ("DINAS KOMUNIKASI DAN INFORMATIKA" -> "Dinas Komunikasi dan
-# Informatika").
-_LOWER_WORDS = frozenset({"dan", "atau", "di", "ke", "dari", "untuk", "pada", "serta", "yang"})
-
 _SAFE_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -80,145 +86,6 @@ _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # ---------------------------------------------------------------------------
 # Formatting helpers (also registered as template filters)
 # ---------------------------------------------------------------------------
-
-
-def _decimal_id(value: float, digits: int = 1) -> str:
-    """``1234.5`` -> ``"1.234,5"`` (Indonesian separators)."""
-    text = f"{value:,.{digits}f}"
-    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-
-
-def _integer_id(value: int) -> str:
-    return f"{value:,d}".replace(",", ".")
-
-
-def format_duration_id(seconds: float) -> str:
-    """Format a duration for people: ``"12,3 detik"``, ``"1 menit 5 detik"``.
-
-    Below one minute the value keeps one decimal; from one minute on it is
-    rounded to whole seconds and zero parts are left out
-    (``"2 menit"``, ``"1 jam 5 detik"``).
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"duration must be a number of seconds, not {seconds!r}")
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        raise ValueError(f"duration must be zero or positive, not {seconds!r}")
-    if round(seconds, 1) < 60:
-        return f"{_decimal_id(seconds, 1)} detik"
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = []
-    if hours:
-        parts.append(f"{_integer_id(hours)} jam")
-    if minutes:
-        parts.append(f"{minutes} menit")
-    if secs:
-        parts.append(f"{secs} detik")
-    return " ".join(parts)
-
-
-def _to_date(value: str | date) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if len(text) == 10:
-                return date.fromisoformat(text)
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-        except ValueError:
-            pass
-        raise ValueError(f"not an ISO date: {value!r}")
-    raise TypeError(f"not a date: {value!r}")
-
-
-def format_date_id(iso: str | date) -> str:
-    """``"2026-11-20"`` (or a ``date``/``datetime``/ISO timestamp) -> ``"20 November 2026"``."""
-    day = _to_date(iso)
-    return f"{day.day} {MONTHS_ID[day.month - 1]} {day.year}"
-
-
-def format_weekday_id(iso: str | date) -> str:
-    return WEEKDAYS_ID[_to_date(iso).weekday()]
-
-
-def _to_datetime(value: str | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        raise ValueError(f"not an ISO timestamp: {value!r}")
-    raise TypeError(f"not a timestamp: {value!r}")
-
-
-def format_datetime_id(value: str | datetime | None) -> str:
-    """``"2026-11-30T05:21:00+00:00"`` -> ``"30 November 2026 pukul 05.21.00 UTC"``."""
-    if value is None or value == "":
-        return "-"
-    moment = _to_datetime(value)
-    text = f"{format_date_id(moment)} pukul {moment:%H.%M.%S}"
-    offset = moment.utcoffset()
-    if offset is None:
-        return text
-    seconds = int(offset.total_seconds())
-    if seconds in _TZ_NAMES:
-        return f"{text} {_TZ_NAMES[seconds]}"
-    sign = "+" if seconds >= 0 else "-"
-    hours, minutes = divmod(abs(seconds) // 60, 60)
-    return f"{text} UTC{sign}{hours:02d}.{minutes:02d}"
-
-
-def format_bytes_id(value: int | None) -> str:
-    """Bytes in binary units with a decimal comma: ``2147483648`` -> ``"2,0 GiB"``."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"size must be a number of bytes, not {value!r}")
-    sign = "-" if value < 0 else ""
-    size = abs(value)
-    if size < 1024:
-        return f"{sign}{int(size)} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-        size /= 1024
-        if round(size, 1) < 1024 or unit == "PiB":
-            return f"{sign}{_decimal_id(size, 1)} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def format_minutes_id(minutes: int | float | None) -> str:
-    """The SOP's standard time: ``15`` -> ``"15 menit"``."""
-    if minutes is None:
-        return "-"
-    if float(minutes).is_integer():
-        return f"{int(minutes)} menit"
-    return f"{_decimal_id(minutes, 1)} menit"
-
-
-def _title_id(text: str) -> str:
-    """Sentence use of an upper-case letterhead line, Indonesian title case."""
-    words = []
-    for index, word in enumerate(text.split()):
-        lower = word.lower()
-        if index and lower in _LOWER_WORDS:
-            words.append(lower)
-        else:
-            words.append("-".join(part[:1].upper() + part[1:] for part in lower.split("-")))
-    return " ".join(words)
-
-
-def _md_cell(value: Any) -> str:
-    """A value made safe for one Markdown table cell."""
-    if value is None:
-        return "-"
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|")
-    text = re.sub(r"\s*[\r\n]+\s*", " ", text)
-    return text.strip() or "-"
 
 
 def _address(value: Any) -> Markup:
@@ -231,6 +98,16 @@ def _address(value: Any) -> Markup:
     if not at:
         return Markup.escape(str(value))
     return Markup.escape(local) + Markup("<wbr>@") + Markup.escape(domain)
+
+
+def _breakable(value: Any) -> Markup:
+    """A host name, address or URL for a narrow table cell: it may wrap after
+    a dot or a slash and before an "@", never inside a word.
+
+    Use it on text placed directly in a table cell, like :func:`_address`.
+    """
+    pieces = re.split(r"(?<=[./])|(?=@)", str(value))
+    return Markup("<wbr>").join(Markup.escape(piece) for piece in pieces if piece)
 
 
 def _css_string(value: Any) -> Markup:
@@ -273,11 +150,13 @@ def _environment(settings: Mapping[str, Any]) -> jinja2.Environment:
         datetime_id=format_datetime_id,
         duration_id=lambda s: "-" if s is None else format_duration_id(s),
         bytes_id=format_bytes_id,
+        size_id=format_size_id,
         minutes_id=format_minutes_id,
-        title_id=_title_id,
-        mdcell=_md_cell,
+        title_id=title_id,
+        mdcell=md_cell,
         css_string=_css_string,
         address=_address,
+        breakable=_breakable,
     )
     return env
 
@@ -319,8 +198,8 @@ def _letterhead(settings: Mapping[str, Any]) -> dict[str, Any]:
         head["logo_uri"] = logo_path.resolve().as_uri()
     regency = str(head["regency"])
     # "PEMERINTAH KABUPATEN SUMBA BARAT DAYA" -> "Kabupaten Sumba Barat Daya"
-    head.setdefault("regency_name", _title_id(re.sub(r"^PEMERINTAH\s+", "", regency, flags=re.I)))
-    head.setdefault("office_name", f"{_title_id(str(head['office']))} {head['regency_name']}")
+    head.setdefault("regency_name", title_id(re.sub(r"^PEMERINTAH\s+", "", regency, flags=re.I)))
+    head.setdefault("office_name", f"{title_id(str(head['office']))} {head['regency_name']}")
     return head
 
 
@@ -336,111 +215,118 @@ def _credential(credentials: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return entry
 
 
+def _with_defaults(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict:
+    return {**defaults, **(given or {})}
+
+
+def _agency(request: Mapping[str, Any]) -> dict[str, Any]:
+    agency = _with_defaults({"abbreviation": None, "ends": None}, request["agency"])
+    category = agency.get("category") or "instansi"
+    agency["category_label"] = CATEGORY_ID.get(category, title_id(str(category).replace("_", " ")))
+    return agency
+
+
+def _hosting(request: Mapping[str, Any], credentials: Mapping[str, Any],
+             settings: Mapping[str, Any], used: list) -> dict[str, Any] | None:
+    """The SFTP account of the website, or None for a mail-only request."""
+    if not request.get("hosting"):
+        return None
+    sftp = settings.get("sftp") or {}
+    entry = _credential(credentials, f"hosting:{request['subdomain']}")
+    used.append(entry)
+    return {
+        "host": sftp.get("host") or request["fqdn"],
+        "port": sftp.get("port") or 22,
+        # the site's document root inside the account (sftp_hosting_web_dir)
+        "web_dir": sftp.get("web_dir") or "public",
+        "username": entry["username"],
+        "password": entry["password"],
+        "quota_bytes": request["hosting"].get("quota_bytes"),
+    }
+
+
+def _mailboxes(mail: Mapping[str, Any], credentials: Mapping[str, Any],
+               used: list) -> list[dict[str, Any]]:
+    out = []
+    for box in mail.get("mailboxes") or []:
+        entry = _credential(credentials, box["address"])
+        used.append(entry)
+        out.append({"address": box["address"], "username": entry["username"],
+                    "password": entry["password"], "holder": box.get("holder"),
+                    "position": box.get("position"), "quota_bytes": box.get("quota_bytes")})
+    return out
+
+
+def _aliases(mail: Mapping[str, Any], mailboxes: list[dict]) -> list[dict[str, Any]]:
+    """Aliases, with their targets' positions in the mailbox list when every
+    target is one of the request's mailboxes."""
+    numbers = {box["address"]: index for index, box in enumerate(mailboxes, start=1)}
+    out = []
+    for alias in mail.get("aliases") or []:
+        targets = list(alias.get("to") or [])
+        inside = bool(targets) and all(t in numbers for t in targets)
+        out.append({"address": alias["address"], "to": targets,
+                    "to_mailboxes": [numbers[t] for t in targets] if inside else None})
+    return out
+
+
+def _password_column_cm(mailboxes: list[dict]) -> float:
+    """As wide as the longest password in the monospace face (10 pt bold
+    DejaVu Sans Mono: 0.213 cm a character), so a password stays on one line
+    and the addresses get the rest of the page."""
+    longest = max((len(str(box["password"])) for box in mailboxes), default=0)
+    return round(min(max(longest * 0.213 + 0.45, 3.6), 7.0), 2)
+
+
+_MAIL_CLIENT = {"imap_host": None, "imap_port": 993, "imap_security": "SSL/TLS",
+                "smtp_host": None, "smtp_port": 587, "smtp_security": "STARTTLS"}
+_ADMINISTRATOR = {"name": None, "nip": None, "position": "Administrator Sistem"}
+
+
+def _site(request: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What the subdomain serves: a website (hosting), the mail domain, or neither."""
+    mail = request.get("mail") or {}
+    scheme = settings.get("web_scheme") or "https"
+    return {
+        "url": f"{scheme}://{request['fqdn']}" if request.get("hosting") else None,
+        "mail_domain": mail.get("address_domain") if mail.get("mailboxes") else None,
+    }
+
+
 def _printout_context(
     request: Mapping[str, Any],
     credentials: Mapping[str, Any],
     settings: Mapping[str, Any],
     today: date | None,
 ) -> dict[str, Any]:
-    today = today or date.today()
+    today = today or regency_today()
     subdomain = request["subdomain"]
     if not _SAFE_SUBDOMAIN.match(str(subdomain)):
         raise ValueError(f"not a subdomain label: {subdomain!r}")
-    agency = dict(request["agency"])
-    agency.setdefault("abbreviation", None)
-    agency.setdefault("ends", None)
-    category = agency.get("category") or "instansi"
-    agency["category_label"] = CATEGORY_ID.get(category, _title_id(str(category).replace("_", " ")))
-    contact = {"name": None, "nip": None, "position": None, "phone": None}
-    contact.update(request.get("contact") or {})
-    letter = {"number": None, "date": None, "subject": None}
-    letter.update(request.get("letter") or {})
-
     used: list[Mapping[str, Any]] = []
-    hosting = None
-    if request.get("hosting"):
-        sftp = settings.get("sftp") or {}
-        entry = _credential(credentials, f"hosting:{subdomain}")
-        used.append(entry)
-        hosting = {
-            "host": sftp.get("host") or request["fqdn"],
-            "port": sftp.get("port") or 22,
-            "username": entry["username"],
-            "password": entry["password"],
-            "quota_bytes": request["hosting"].get("quota_bytes"),
-        }
-
-    mailboxes: list[dict[str, Any]] = []
-    aliases: list[dict[str, Any]] = []
-    mail = request.get("mail")
-    if mail:
-        for box in mail.get("mailboxes") or []:
-            entry = _credential(credentials, box["address"])
-            used.append(entry)
-            mailboxes.append(
-                {
-                    "address": box["address"],
-                    "username": entry["username"],
-                    "password": entry["password"],
-                    "holder": box.get("holder"),
-                    "position": box.get("position"),
-                    "quota_bytes": box.get("quota_bytes"),
-                }
-            )
-        numbers = {box["address"]: index for index, box in enumerate(mailboxes, start=1)}
-        for alias in mail.get("aliases") or []:
-            targets = list(alias.get("to") or [])
-            aliases.append(
-                {
-                    "address": alias["address"],
-                    "to": targets,
-                    # positions in the mailbox list when every target is one of them
-                    "to_mailboxes": (
-                        [numbers[t] for t in targets]
-                        if targets and all(t in numbers for t in targets)
-                        else None
-                    ),
-                }
-            )
-
-    # Width of the password column: as wide as the longest password in the
-    # monospace face (10 pt bold DejaVu Sans Mono: 0.213 cm a character) so a
-    # password stays on one line and the addresses get the rest of the page.
-    longest = max((len(str(box["password"])) for box in mailboxes), default=0)
-    password_column_cm = round(min(max(longest * 0.213 + 0.45, 3.6), 7.0), 2)
-
-    client = {
-        "imap_host": None,
-        "imap_port": 993,
-        "imap_security": "SSL/TLS",
-        "smtp_host": None,
-        "smtp_port": 587,
-        "smtp_security": "STARTTLS",
-    }
-    client.update(settings.get("mail_client") or {})
-    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
-    admin.update(settings.get("administrator") or {})
-    created = sorted({str(e["created"]) for e in used if e.get("created")})
-
-    scheme = settings.get("web_scheme") or "https"
+    hosting = _hosting(request, credentials, settings, used)
+    mail = request.get("mail") or {}
+    mailboxes = _mailboxes(mail, credentials, used)
     return {
         "request": request,
         "settings": settings,
         "letterhead": _letterhead(settings),
-        "administrator": admin,
+        "administrator": _with_defaults(_ADMINISTRATOR, settings.get("administrator")),
         "today": today,
         "subdomain": subdomain,
         "fqdn": request["fqdn"],
-        "url": f"{scheme}://{request['fqdn']}",
-        "letter": letter,
-        "agency": agency,
-        "contact": contact,
+        **_site(request, settings),
+        "letter": _with_defaults({"number": None, "date": None, "subject": None},
+                                 request.get("letter")),
+        "agency": _agency(request),
+        "contact": _with_defaults({"name": None, "nip": None, "position": None, "phone": None},
+                                  request.get("contact")),
         "hosting": hosting,
         "mailboxes": mailboxes,
-        "aliases": aliases,
-        "mail_client": client,
-        "password_column_cm": password_column_cm,
-        "accounts_created": created,
+        "aliases": _aliases(mail, mailboxes),
+        "mail_client": _with_defaults(_MAIL_CLIENT, settings.get("mail_client")),
+        "password_column_cm": _password_column_cm(mailboxes),
+        "accounts_created": sorted({str(e["created"]) for e in used if e.get("created")}),
         "reprint": any(bool(e.get("reprint")) for e in used),
         "footer_note": (
             "Dihasilkan oleh Sistem SOP Pembuatan Subdomain dan Email Instansi, "
@@ -526,102 +412,110 @@ def _seconds_between(start: Any, end: Any) -> float | None:
     if not start or not end:
         return None
     try:
-        delta: timedelta = _to_datetime(end) - _to_datetime(start)
+        delta: timedelta = to_datetime(end) - to_datetime(start)
     except (TypeError, ValueError):
         return None
     return max(delta.total_seconds(), 0.0)
 
 
-def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+_STEP = {"number": None, "name": None, "standard_minutes": None, "seconds": None,
+         "status": None, "output": None, "detail": None}
+_STORAGE = {"host": None, "mount": None, "paths": [], "capacity_bytes": None, "free_bytes": None,
+            "allocated_bytes": None, "reserve_percent": None, "free_bytes_before": None,
+            "free_bytes_after": None, "allocated_bytes_before": None,
+            "allocated_bytes_after": None}
+_BEFORE_AFTER = ("free_bytes_before", "free_bytes_after", "allocated_bytes_before",
+                 "allocated_bytes_after")
+_POSTCHECK = {"subdomain": None, "check": None, "target": None, "ok": False, "detail": None}
+_REQUEST = {"subdomain": None, "agency": None, "new": None}
+
+
+def _status_label(status: Any) -> str:
+    return STATUS_ID.get(str(status), str(status).upper())
+
+
+def _steps_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Section C: the steps with their labels and totals."""
     steps = []
     for step in run.get("steps") or []:
-        item = {
-            "number": None,
-            "name": None,
-            "standard_minutes": None,
-            "seconds": None,
-            "status": None,
-            "output": None,
-            "detail": None,
-        }
-        item.update(step)
-        item["status_label"] = STATUS_ID.get(str(item["status"]), str(item["status"]).upper())
+        item = _with_defaults(_STEP, step)
+        item["status_label"] = _status_label(item["status"])
         steps.append(item)
+    measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
+    standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
+    return {
+        "steps": steps,
+        "steps_seconds_total": sum(measured) if measured else None,
+        "steps_standard_total": sum(standard) if standard else None,
+    }
 
-    storage = []
-    for entry in run.get("storage") or []:
-        item = {
-            "host": None,
-            "mount": None,
-            "paths": [],
-            "capacity_bytes": None,
-            "free_bytes": None,
-            "allocated_bytes": None,
-            "reserve_percent": None,
-            "free_bytes_before": None,
-            "free_bytes_after": None,
-            "allocated_bytes_before": None,
-            "allocated_bytes_after": None,
-        }
-        item.update(entry)
-        storage.append(item)
-    storage_has_before_after = any(
-        s[k] is not None
-        for s in storage
-        for k in (
-            "free_bytes_before",
-            "free_bytes_after",
-            "allocated_bytes_before",
-            "allocated_bytes_after",
-        )
-    )
 
+def _storage_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Section D's tables (the charts: _storage_supervision_context)."""
+    storage = [_with_defaults(_STORAGE, entry) for entry in run.get("storage") or []]
+    return {
+        "storage": storage,
+        "storage_has_before_after": any(s[k] is not None for s in storage for k in _BEFORE_AFTER),
+    }
+
+
+def _rows_context(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Sections B and E, in full for Markdown and JSON, shortened for paper.
+
+    The PDF is read on paper: past PDF_FULL_ROWS rows it lists only the new
+    requests and the failed checks, and counts the rest (a run over hundreds
+    of agencies otherwise prints dozens of pages, slowly).
+    """
+    requests = [_with_defaults(_REQUEST, req) for req in run.get("requests") or []]
     postchecks = []
     for check in run.get("postchecks") or []:
-        item = {"subdomain": None, "check": None, "target": None, "ok": False, "detail": None}
-        item.update(check)
+        item = _with_defaults(_POSTCHECK, check)
         item["check_label"] = CHECK_NAMES_ID.get(str(item["check"]).lower(), str(item["check"]))
         item["result_label"] = "OK" if item["ok"] else "GAGAL"
         postchecks.append(item)
-
-    requests = []
-    for req in run.get("requests") or []:
-        item = {"subdomain": None, "agency": None, "new": None}
-        item.update(req)
-        requests.append(item)
-
-    # The PDF is read on paper: past PDF_FULL_ROWS rows it lists only the new
-    # requests and the failed checks, and counts the rest (a run over hundreds
-    # of agencies otherwise prints dozens of pages, slowly). Markdown and JSON
-    # keep every row.
     pdf_requests, pdf_postchecks = requests, postchecks
     if len(requests) > PDF_FULL_ROWS:
         pdf_requests = [r for r in requests if r["new"]]
     if len(postchecks) > PDF_FULL_ROWS:
         pdf_postchecks = [c for c in postchecks if not c["ok"]]
-    omitted_checks = [c for c in postchecks if c["ok"]] if pdf_postchecks is not postchecks else []
+    omitted = [c for c in postchecks if c["ok"]] if pdf_postchecks is not postchecks else []
     by_kind: dict[str, int] = {}
-    for c in omitted_checks:
+    for c in omitted:
         by_kind[c["check_label"]] = by_kind.get(c["check_label"], 0) + 1
+    return {
+        "requests": requests,
+        "postchecks": postchecks,
+        "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
+        "pdf_requests": pdf_requests,
+        "pdf_requests_omitted": len(requests) - len(pdf_requests),
+        "pdf_postchecks": pdf_postchecks,
+        "pdf_postchecks_omitted": len(omitted),
+        "pdf_postchecks_omitted_by_kind": ", ".join(
+            f"{kind} {integer_id(n)}" for kind, n in sorted(by_kind.items())),
+    }
 
-    measured = [s["seconds"] for s in steps if isinstance(s["seconds"], int | float)]
-    standard = [s["standard_minutes"] for s in steps if s["standard_minutes"] is not None]
-    status = str(run.get("status"))
-    admin = {"name": None, "nip": None, "position": "Administrator Sistem"}
-    admin.update(settings.get("administrator") or {})
-    head = {"name": None, "nip": None, "position": None}
-    head.update(settings.get("head_of_division") or {})
+
+def _signatories(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Who signs the report: the administrator and, "Mengetahui", the head of division."""
+    head = _with_defaults({"name": None, "nip": None, "position": None},
+                          settings.get("head_of_division"))
     if not head["position"]:
         division = (settings.get("letterhead") or {}).get("division")
         head["position"] = f"Kepala {division}" if division else "Kepala Bidang"
+    return {"administrator": _with_defaults(_ADMINISTRATOR, settings.get("administrator")),
+            "head_of_division": head}
+
+
+def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    status = str(run.get("status"))
     finished = run.get("finished")
-    report_day = _to_date(finished or run.get("started") or date.today())
+    report_day = to_regency_date(finished or run.get("started") or regency_today())
+    life = run.get("lifecycle") or {}
     return {
         "run": run,
         "settings": settings,
         "letterhead": _letterhead(settings),
-        "administrator": admin,
-        "head_of_division": head,
+        **_signatories(settings),
         "run_id": run["run_id"],
         "started": run.get("started"),
         "finished": finished,
@@ -629,22 +523,11 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
         "controller": run.get("controller"),
         "inventory": run.get("inventory"),
         "status": status,
-        "status_label": STATUS_ID.get(status, status.upper()),
+        "status_label": _status_label(status),
         "failure": run.get("failure"),
-        "requests": requests,
-        "steps": steps,
-        "steps_seconds_total": sum(measured) if measured else None,
-        "steps_standard_total": sum(standard) if standard else None,
-        "storage": storage,
-        "storage_has_before_after": storage_has_before_after,
-        "postchecks": postchecks,
-        "postchecks_failed": sum(1 for c in postchecks if not c["ok"]),
-        "pdf_requests": pdf_requests,
-        "pdf_requests_omitted": len(requests) - len(pdf_requests),
-        "pdf_postchecks": pdf_postchecks,
-        "pdf_postchecks_omitted": len(omitted_checks),
-        "pdf_postchecks_omitted_by_kind": ", ".join(
-            f"{kind} {_integer_id(n)}" for kind, n in sorted(by_kind.items())),
+        **_rows_context(run),
+        **_steps_context(run),
+        **_storage_context(run),
         "notes": [str(n) for n in run.get("notes") or []],
         "changed": dict(run.get("changed") or {}),
         "report_date": report_day,
@@ -653,8 +536,8 @@ def _report_context(run: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
             f"{format_date_id(report_day)}"
         ),
         **_storage_supervision_context(run),
-        "lifecycle_rows": _lifecycle_rows(run.get("lifecycle") or {}),
-        "lifecycle_warnings": list((run.get("lifecycle") or {}).get("warnings") or []),
+        "lifecycle_rows": _lifecycle_rows(life),
+        "lifecycle_warnings": list(life.get("warnings") or []),
     }
 
 
@@ -687,8 +570,6 @@ def _lifecycle_rows(life: Mapping[str, Any]) -> list[dict]:
 
 def _storage_supervision_context(run: Mapping[str, Any]) -> dict[str, Any]:
     """Section D's forecast charts and supervision list (SOP warnings 3-5)."""
-    from .storage import chart_svg
-
     supervision = run.get("supervision") or {}
     return {
         # chart_svg escapes every text it places in the drawing.
@@ -715,7 +596,8 @@ def render_report(
     env = _environment(settings)
     markdown = env.get_template("report.md.j2").render(context)
     html = env.get_template("report.html.j2").render(context)
-    document = json.dumps(run, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+    document = json.dumps({"format": REPORT_FORMAT, **run}, ensure_ascii=False, indent=2,
+                          sort_keys=True, default=str) + "\n"
     pdf = _pdf_bytes(html)
 
     out_dir = Path(out_dir)

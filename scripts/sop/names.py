@@ -40,79 +40,84 @@ def _iso(value) -> str | None:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
-def build(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], life: Mapping,
-          previous: Mapping | None = None) -> dict:
-    """The register as plain data: one row per name, sorted by subdomain then name.
+class _Dates:
+    """Creation and archive dates of accounts, from the credential register
+    and the run's lifecycle (archived this run: the register may not say so
+    yet, in check mode)."""
 
-    ``life`` is the run's lifecycle summary (``lifecycle.summary``), ``previous``
-    the last register written (agency names of removed requests).
-    """
-    states = life.get("states") or {}
-    retention = int(life.get("retention_days") or lifecycle.DEFAULTS["retention_days"])
-    known_agency = {row["subdomain"]: row.get("agency")
-                    for row in (previous or {}).get("names", []) if row.get("subdomain")}
-    rows: list[dict] = []
-    seen: set[str] = set()
+    def __init__(self, accounts: Mapping[str, Mapping], life: Mapping, retention: int):
+        self.accounts = accounts
+        self.retention = retention
+        self.archived_now = {e["id"]: e.get("archived") for e in life.get("archived_now") or []}
 
-    def created(ids: Iterable[str]) -> str | None:
-        dates = sorted(str(accounts[i]["created"]) for i in ids
-                       if i in accounts and accounts[i].get("created"))
+    def created(self, ids: Iterable[str]) -> str | None:
+        dates = sorted(str(self.accounts[i]["created"]) for i in ids
+                       if i in self.accounts and self.accounts[i].get("created"))
         return dates[0] if dates else None
 
-    # Archived this run: the register may not say so yet (check mode).
-    archived_now = {e["id"]: e.get("archived") for e in life.get("archived_now") or []}
-
-    def archive_dates(account_id: str) -> tuple[str | None, str | None]:
-        since = accounts.get(account_id, {}).get("archived") or archived_now.get(account_id)
+    def archive(self, account_id: str) -> tuple[str | None, str | None]:
+        """(archived, purge after) of an account, or (None, None)."""
+        since = (self.accounts.get(account_id, {}).get("archived")
+                 or self.archived_now.get(account_id))
         if not since:
             return None, None
         day = dt.date.fromisoformat(str(since))
-        return day.isoformat(), (day + dt.timedelta(days=retention)).isoformat()
+        return day.isoformat(), (day + dt.timedelta(days=self.retention)).isoformat()
 
-    for req in requests:
-        label = req["subdomain"]
-        state = states.get(label, {}).get("state", "active")
-        ids = [a["id"] for a in model.accounts([req])]
-        base = {"subdomain": label, "agency": req["agency"]["name"],
-                "abbreviation": req["agency"]["abbreviation"],
-                "category": req["agency"]["category"],
-                "letter_date": _iso(req["letter"]["date"]),
-                "ends": _iso(req["agency"].get("ends"))}
-        archived, purge_after = archive_dates(ids[0]) if ids and state == "expired" else (None,
-                                                                                          None)
-        rows.append({**base, "kind": "subdomain", "name": req["fqdn"], "status": state,
-                     "created": created(ids), "archived": archived, "purge_after": purge_after,
-                     "reason": states.get(label, {}).get("reason") or None})
-        if req.get("hosting"):
-            account_id = model.hosting_account_id(label)
-            archived, purge_after = archive_dates(account_id)
-            rows.append({**base, "kind": "hosting", "name": model.hosting_username(label),
-                         "status": "archived" if archived and state != "expired" else state,
-                         "created": created([account_id]), "archived": archived,
-                         "purge_after": purge_after, "reason": None})
-            seen.add(account_id)
-        mail = req.get("mail") or {}
-        for box in mail.get("mailboxes", []):
-            archived, purge_after = archive_dates(box["address"])
-            rows.append({**base, "kind": "mailbox", "name": box["address"],
-                         "holder": box["holder"],
-                         "status": "archived" if archived and state != "expired" else state,
-                         "created": created([box["address"]]), "archived": archived,
-                         "purge_after": purge_after, "reason": None})
-            seen.add(box["address"])
-        for alias in mail.get("aliases", []):
-            rows.append({**base, "kind": "alias", "name": alias["address"],
-                         "to": list(alias["to"]), "status": state, "created": None,
-                         "archived": None, "purge_after": None, "reason": None})
-    labels = {r["subdomain"] for r in requests}
+
+def _account_row(base: dict, kind: str, name: str, account_id: str, state: str,
+                 dates: _Dates, **extra) -> dict:
+    """A hosting account or mailbox: archived on its own, or with its agency."""
+    archived, purge_after = dates.archive(account_id)
+    return {**base, "kind": kind, "name": name, **extra,
+            "status": "archived" if archived and state != "expired" else state,
+            "created": dates.created([account_id]), "archived": archived,
+            "purge_after": purge_after, "reason": None}
+
+
+def _request_rows(req: Mapping, states: Mapping, dates: _Dates, seen: set[str]) -> list[dict]:
+    """The subdomain of one request, its hosting account, mailboxes and aliases."""
+    label = req["subdomain"]
+    state = states.get(label, {}).get("state", "active")
+    ids = [a["id"] for a in model.accounts([req])]
+    base = {"subdomain": label, "agency": req["agency"]["name"],
+            "abbreviation": req["agency"]["abbreviation"],
+            "category": req["agency"]["category"],
+            "letter_date": _iso(req["letter"]["date"]),
+            "ends": _iso(req["agency"].get("ends"))}
+    archived, purge_after = dates.archive(ids[0]) if ids and state == "expired" else (None, None)
+    rows = [{**base, "kind": "subdomain", "name": req["fqdn"], "status": state,
+             "created": dates.created(ids), "archived": archived, "purge_after": purge_after,
+             "reason": states.get(label, {}).get("reason") or None}]
+    if req.get("hosting"):
+        account_id = model.hosting_account_id(label)
+        rows.append(_account_row(base, "hosting", model.hosting_username(label), account_id,
+                                 state, dates))
+        seen.add(account_id)
+    mail = req.get("mail") or {}
+    for box in mail.get("mailboxes", []):
+        rows.append(_account_row(base, "mailbox", box["address"], box["address"], state, dates,
+                                 holder=box["holder"]))
+        seen.add(box["address"])
+    for alias in mail.get("aliases", []):
+        rows.append({**base, "kind": "alias", "name": alias["address"],
+                     "to": list(alias["to"]), "status": state, "created": None,
+                     "archived": None, "purge_after": None, "reason": None})
+    return rows
+
+
+def _gone_rows(accounts: Mapping[str, Mapping], life: Mapping, dates: _Dates, seen: set[str],
+               labels: set[str], known_agency: Mapping) -> list[dict]:
+    """Accounts of requests (or mailboxes) that are gone: archived until purged;
+    and those purged this run."""
     purged = {e["id"] for e in life.get("purged") or []}
-    # Accounts of requests (or mailboxes) that are gone: archived until purged.
+    rows = []
     for account_id, entry in sorted(accounts.items()):
         if account_id in seen or account_id in purged \
-                or not (entry.get("archived") or account_id in archived_now):
+                or not (entry.get("archived") or account_id in dates.archived_now):
             continue
         label = entry.get("subdomain")
-        archived, purge_after = archive_dates(account_id)
+        archived, purge_after = dates.archive(account_id)
         rows.append({"subdomain": label, "agency": known_agency.get(label),
                      "kind": entry.get("kind") or "mailbox",
                      "name": entry.get("username") or account_id, "status": "archived",
@@ -127,9 +132,31 @@ def build(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], life: Ma
                      "created": None, "archived": entry.get("archived"),
                      "purged": life.get("today"), "purge_after": entry.get("purge_after"),
                      "reason": None})
-    order = ["subdomain", "hosting", "mailbox", "alias"]
-    rows.sort(key=lambda r: (r["subdomain"] or "", order.index(r["kind"])
-                             if r["kind"] in order else 9, r["name"]))
+    return rows
+
+
+_KIND_ORDER = ["subdomain", "hosting", "mailbox", "alias"]
+
+
+def build(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], life: Mapping,
+          previous: Mapping | None = None) -> dict:
+    """The register as plain data: one row per name, sorted by subdomain then name.
+
+    ``life`` is the run's lifecycle summary (``lifecycle.summary``), ``previous``
+    the last register written (agency names of removed requests).
+    """
+    requests = list(requests)
+    states = life.get("states") or {}
+    retention = int(life.get("retention_days") or lifecycle.DEFAULTS["retention_days"])
+    known_agency = {row["subdomain"]: row.get("agency")
+                    for row in (previous or {}).get("names", []) if row.get("subdomain")}
+    dates = _Dates(accounts, life, retention)
+    seen: set[str] = set()
+    rows = [row for req in requests for row in _request_rows(req, states, dates, seen)]
+    rows += _gone_rows(accounts, life, dates, seen, {r["subdomain"] for r in requests},
+                       known_agency)
+    rows.sort(key=lambda r: (r["subdomain"] or "", _KIND_ORDER.index(r["kind"])
+                             if r["kind"] in _KIND_ORDER else 9, r["name"]))
     return {"format": 1, "date": life.get("today"), "retention_days": retention,
             "names": rows}
 
@@ -201,14 +228,15 @@ def write_register(settings, requests: list[dict], accounts: Mapping[str, Mappin
 
 
 def _cmd_names(args) -> int:
-    from .config import ConfigError, load_settings
+    from .config import load_settings
+    from .exits import RequestsInvalid
     from .register import Register, vault_password
     from .validate import validate_paths
 
     settings = load_settings(args.inventory, args.repo)
     requests, problems = validate_paths([settings.path("sop_requests_dir")], settings.policy)
     if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in the requests; run sop validate")
+        raise RequestsInvalid(f"{len(problems)} problem(s) in the requests; run sop validate")
     register = Register(settings.path("sop_register_file"),
                         vault_password(settings.path("sop_vault_password_file")))
     accounts = {k: {f: v[f] for f in ("username", "kind", "subdomain", "archived", "created")
@@ -229,7 +257,16 @@ def _cmd_names(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("names", help="the naming register (SOP record 3): every subdomain and "
-                                     "address with agency, status and dates")
-    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    from . import exits
+
+    p = sub.add_parser(
+        "names", help="the naming register (SOP record 3): every subdomain and address with "
+                      "agency, status and dates",
+        description="Print the naming register as the next run would write it: every "
+                    "subdomain, mailbox, alias and hosting account with its agency, status "
+                    "(active, suspended, archived, purged) and dates. $SOP_TODAY (YYYY-MM-DD) "
+                    "shows it at another date. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown",
+                   help="Markdown for people (default) or JSON")
     p.set_defaults(func=_cmd_names)

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import exits, model
 from .config import ConfigError, Settings, load_settings
 from .validate import (
     MAX_FILE_BYTES,
@@ -44,7 +44,7 @@ from .validate import (
     validate_paths,
 )
 
-EXIT_OK, EXIT_INVALID, EXIT_REFUSED = 0, 1, 3
+EXIT_OK, EXIT_INVALID, EXIT_REFUSED = exits.OK, exits.INVALID, exits.REFUSED
 DEFAULT_BASES = ("main", "origin/main")
 DEFAULT_THRESHOLD_PERCENT = 30
 # Longer tables are cut in the Markdown (the JSON always has everything).
@@ -360,22 +360,10 @@ def _storage(settings: Settings, demand_before: dict[str, int],
 # --- The plan -------------------------------------------------------------------
 
 
-def make_plan(settings: Settings, folder: Path, base: str | None = None,
-              allow_large_change: bool = False) -> dict:
-    """The plan as plain data (the JSON output); ``status`` is ok, refused or invalid."""
-    policy = settings.policy
-    today = regency_today()
-    if folder.exists() and not folder.is_dir():
-        raise PlanError(f"{folder} is not a folder: `sop plan` compares a folder of requests")
-    if folder.exists():
-        head, problems = validate_paths([folder], policy, today)
-    else:
-        head, problems = [], []
-    report: dict[str, Any] = {"zone": settings.zone, "folder": str(folder)}
-    if problems:
-        report.update(status="invalid", problems=[_problem(p) for p in problems])
-        return report
-
+def _base_requests(folder: Path, base: str | None, policy: dict,
+                   today) -> tuple[str, str, list[dict], list]:
+    """The base's name and commit, its valid requests and its problems (files
+    named as ``<base>:<folder>/<file>``)."""
     repo, inside = _repository(folder)
     base_name, commit = resolve_base(repo, base)
     with tempfile.TemporaryDirectory(prefix="sop-plan-") as tmp:
@@ -384,9 +372,13 @@ def make_plan(settings: Settings, folder: Path, base: str | None = None,
     shown_as = f"{base_name}:{inside + '/' if inside else ''}"
     base_problems = [dataclasses.replace(p, file=shown_as + Path(p.file).name)
                      for p in base_problems]
-    unreadable = sorted({Path(p.file).name.rsplit(".", 1)[0] for p in base_problems}
-                        - {r["subdomain"] for r in before})
+    return base_name, commit, before, base_problems
 
+
+def _agency_changes(before: list[dict], head: list[dict],
+                    unreadable: list[str]) -> dict[str, list]:
+    """Agencies added, changed and removed (a base file that could not be read
+    counts as changed when the request is still there, else as removed)."""
     old = {r["subdomain"]: r for r in before}
     new = {r["subdomain"]: r for r in head}
     added = [_agency(new[k]) for k in sorted(new.keys() - old.keys() - set(unreadable))]
@@ -400,16 +392,12 @@ def make_plan(settings: Settings, folder: Path, base: str | None = None,
                 changed.append({**_agency(new[key]), "changes": changes})
         else:
             changed.append({**_agency(new[key]), "changes": [], "before_unreadable": True})
-    existing = len(old) + len(unreadable)
-    unchanged = existing - len(removed) - len(changed)
+    return {"added": added, "changed": changed, "removed": removed}
 
-    threshold = _threshold(settings)
-    affected = len(removed) + len(changed)
-    percent = round(affected * 100 / existing, 1) if existing else 0.0
-    large = percent > threshold
 
-    web_root = str(settings.get("sop_web_storage_path") or "/srv/www")
-    mail_path = str(settings.get("sop_mail_storage_path") or "mail")
+def _quota(before: list[dict], head: list[dict], mail_path: str,
+           web_root: str) -> tuple[dict, dict]:
+    """Storage demand by kind before and after, and the quota summary."""
     demand = {}
     for name, requests in (("before", before), ("after", head)):
         demand[name] = {d["kind"]: d["bytes"]
@@ -423,17 +411,46 @@ def make_plan(settings: Settings, folder: Path, base: str | None = None,
                     for kind in ("mail", "web")},
     }
     quota["added_bytes"] = quota["after_bytes"] - quota["before_bytes"]
+    return demand, quota
 
+
+def make_plan(settings: Settings, folder: Path, base: str | None = None,
+              allow_large_change: bool = False) -> dict:
+    """The plan as plain data (the JSON output); ``status`` is ok, refused or invalid."""
+    policy = settings.policy
+    today = regency_today()
+    if folder.exists() and not folder.is_dir():
+        raise PlanError(f"{folder} is not a folder: `sop plan` compares a folder of requests")
+    head, problems = validate_paths([folder], policy, today) if folder.exists() else ([], [])
+    report: dict[str, Any] = {"zone": settings.zone, "folder": str(folder)}
+    if problems:
+        report.update(status="invalid", problems=[_problem(p) for p in problems])
+        return report
+
+    base_name, commit, before, base_problems = _base_requests(folder, base, policy, today)
+    unreadable = sorted({Path(p.file).name.rsplit(".", 1)[0] for p in base_problems}
+                        - {r["subdomain"] for r in before})
+    agencies = _agency_changes(before, head, unreadable)
+    existing = len({r["subdomain"] for r in before}) + len(unreadable)
+    affected = len(agencies["removed"]) + len(agencies["changed"])
+    threshold = _threshold(settings)
+    percent = round(affected * 100 / existing, 1) if existing else 0.0
+    large = percent > threshold
+
+    web_root = str(settings.get("sop_web_storage_path") or "/srv/www")
+    mail_path = str(settings.get("sop_mail_storage_path") or "mail")
+    demand, quota = _quota(before, head, mail_path, web_root)
     report.update(
         status="refused" if large and not allow_large_change else "ok",
         base={"ref": base_name, "commit": commit},
         summary={
-            "existing": existing, "added": len(added), "changed": len(changed),
-            "removed": len(removed), "unchanged": unchanged, "after": len(new),
+            "existing": existing, "added": len(agencies["added"]),
+            "changed": len(agencies["changed"]), "removed": len(agencies["removed"]),
+            "unchanged": existing - affected, "after": len({r["subdomain"] for r in head}),
             "affected_percent": percent, "threshold_percent": threshold,
             "large_change": large, "large_change_allowed": bool(large and allow_large_change),
         },
-        agencies={"added": added, "changed": changed, "removed": removed},
+        agencies=agencies,
         dns=_dns(before, head, settings),
         mailboxes=_compare(_mailboxes(before), _mailboxes(head), ("quota", "quota_bytes",
                                                                   "holder")),
@@ -787,8 +804,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "plan", help="what merging the request changes would do (for the approver)",
         description="Compare the request files of the work tree with a base revision and "
-                    "show what applying them would do. Exit 0: plan made; 1: the requests "
-                    "have problems; 2: the plan cannot be made; 3: refused as a large change.")
+                    "show what applying them would do. Nothing is changed.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN, exits.REFUSED))
     p.add_argument("folder", nargs="?", type=Path,
                    help="request folder (default: the inventory's sop_requests_dir)")
     p.add_argument("--base", metavar="REF",

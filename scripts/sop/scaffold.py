@@ -30,12 +30,13 @@ from typing import Any
 
 import yaml
 
+from . import exits
 from .config import ConfigError, load_settings
 from .validate import Problem, regency_today, validate_paths
 
 Path_ = tuple[str | int, ...]
 
-EXIT_WRITTEN, EXIT_NOT_WRITTEN = 0, 1
+EXIT_WRITTEN, EXIT_NOT_WRITTEN = exits.OK, exits.INVALID
 
 
 @dataclass(frozen=True)
@@ -591,8 +592,8 @@ def add_parser(sub) -> None:
         description="Write requests/<subdomain>.yml for a new request letter. With a "
                     "terminal, asks for every value not given as a flag; otherwise every "
                     "required value must be a flag. The file is written only when it passes "
-                    "validation; an existing file is never overwritten. Exit 0: written; "
-                    "1: nothing written (the reasons are listed).")
+                    "validation; an existing file is never overwritten.",
+        epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
     for q in SCALARS:
         p.add_argument(q.flag, metavar="TEXT", help=f"{q.words} (e.g. {q.example})")
     p.add_argument("--mailbox", action="append", metavar="LOCAL:HOLDER:QUOTA",

@@ -16,16 +16,16 @@
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import exits
 from .files import write_atomic
+from .formatting import REGENCY_TZ, format_bytes_id, format_date_id, format_datetime_id, md_cell
 
 RECORD_FORMAT = 1
 RECORDS_SUBDIR = "storage"
@@ -370,8 +370,6 @@ def forecast_points(points: list[Mapping], *, window_days: float = WINDOW_DAYS,
             f"terakhir ({_hours_id(span_h)}); tidak ada perkiraan kapan penuh."
         )
         return out
-    from .documents import format_bytes_id, format_date_id
-
     free = last["free_bytes"]
     days_full = free / slope
     days_reserve = (free - last["reserve_bytes"]) / slope
@@ -393,8 +391,6 @@ def forecast_points(points: list[Mapping], *, window_days: float = WINDOW_DAYS,
 
 
 def _local_date(moment: datetime) -> str:
-    from .validate import REGENCY_TZ
-
     return moment.astimezone(REGENCY_TZ).date().isoformat()
 
 
@@ -432,208 +428,6 @@ def forecast(history: list[Mapping], **kw) -> list[dict]:
             **forecast_points(points, **kw),
         })
     return out
-
-
-# ---------------------------------------------------------------------------
-# Chart: inline SVG for the report (no plotting library needed)
-# ---------------------------------------------------------------------------
-
-_MONTHS_SHORT = ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov",
-                 "Des")
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-_TIME_STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, DAY, 2 * DAY,
-               7 * DAY, 14 * DAY, 30 * DAY, 91 * DAY, 182 * DAY, 365 * DAY]
-COLORS = {"capacity": "#1a1a1a", "reserve": "#8c8c8c", "allocated": "#d9822b",
-          "used": "#1f5fa8", "full": "#c0392b"}
-
-
-def _nice_step(span: float, ticks: int = 5) -> float:
-    raw = span / ticks
-    power = 10 ** math.floor(math.log10(raw))
-    for mult in (1, 2, 2.5, 5, 10):
-        if raw <= mult * power:
-            return mult * power
-    return 10 * power  # pragma: no cover
-
-
-def _byte_axis(top: float) -> tuple[int, float, list[float]]:
-    """Unit exponent, top of the axis in bytes and the tick values in bytes."""
-    exp = 0
-    while exp < len(_UNITS) - 1 and top >= 1024 ** (exp + 1):
-        exp += 1
-    unit = 1024 ** exp
-    step = _nice_step(top / unit) * unit
-    ticks = [i * step for i in range(int(top // step) + 2)]
-    return exp, ticks[-1], ticks
-
-
-def _tick_label(value: float, exp: int) -> str:
-    number = value / 1024 ** exp
-    text = f"{number:.1f}".rstrip("0").rstrip(".").replace(".", ",")
-    return f"{text} {_UNITS[exp]}"
-
-
-def _time_label(moment: datetime, step: float) -> str:
-    from .validate import REGENCY_TZ
-
-    local = moment.astimezone(REGENCY_TZ)
-    day = f"{local.day} {_MONTHS_SHORT[local.month - 1]}"
-    if step < DAY:
-        return f"{day} {local:%H.%M}"
-    return f"{day} {local.year}"
-
-
-def _time_ticks(t0: float, t1: float) -> tuple[float, list[float]]:
-    span = max(t1 - t0, 1.0)
-    step = next((s for s in _TIME_STEPS if span / s <= 5), _TIME_STEPS[-1])
-    offset = 8 * 3600  # ticks on round WITA times
-    first = math.ceil((t0 + offset) / step) * step - offset
-    ticks = []
-    t = first
-    while t <= t1:
-        ticks.append(t)
-        t += step
-    return step, ticks
-
-
-def chart_svg(entry: Mapping, width: int = 680, height: int = 300) -> str:
-    """Capacity, reserve limit, allocation, use and the forecast of one file system.
-
-    ``entry`` is one item of :func:`forecast`. Text is escaped; the result is
-    safe to embed in the report's HTML.
-    """
-    pts = entry.get("points") or []
-    esc = html.escape
-    left, right, top, bottom = 78, 18, 14, 80
-    pw, ph = width - left - right, height - top - bottom
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-           f'width="17cm" height="{17 * height / width:.2f}cm" '
-           f'font-family="DejaVu Sans, sans-serif" font-size="11">',
-           f"<title>{esc(str(entry.get('host')))}:{esc(str(entry.get('mount')))}</title>"]
-    if not pts:
-        svg.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
-                   "Belum ada data</text></svg>")
-        return "".join(svg)
-
-    times = [_when(p["taken"]).timestamp() for p in pts]
-    t_last = times[-1]
-    t0, t1 = times[0], t_last
-    growth = entry.get("status") == "growth" and entry.get("bytes_per_day")
-    if growth:
-        # Far enough ahead to show the fill point, unless it is far beyond the history.
-        ahead = min(entry["days_to_full"] * 1.08, max(3 * (t1 - t0) / DAY, 90.0)) * DAY
-        t1 = t_last + ahead
-    if t1 - t0 < 600:  # runs minutes apart: show ten minutes around them
-        pad = (600 - (t1 - t0)) / 2
-        t0, t1 = t0 - pad, t1 + pad
-    else:
-        t1 += (t1 - t0) * 0.02
-        t0 -= (t1 - t0) * 0.02
-
-    last = pts[-1]
-    f_end_t = f_end_y = None
-    if growth:
-        f_end_t = min(t_last + entry["days_to_full"] * DAY, t1)
-        f_end_y = last["fs_used_bytes"] + entry["bytes_per_day"] * (f_end_t - t_last) / DAY
-    y_top = max([p["capacity_bytes"] for p in pts] + [p["allocated_bytes"] or 0 for p in pts]
-                + [p["fs_used_bytes"] for p in pts] + [f_end_y or 0]) * 1.12 or 1.0
-    exp, y_top, y_ticks = _byte_axis(y_top)
-
-    def x(t: float) -> float:
-        return round(left + (t - t0) / (t1 - t0) * pw, 1)
-
-    def y(v: float) -> float:
-        return round(top + ph - v / y_top * ph, 1)
-
-    # Grid and axes
-    for v in y_ticks:
-        svg.append(f'<line x1="{left}" y1="{y(v)}" x2="{left + pw}" y2="{y(v)}" '
-                   'stroke="#d9d9d9" stroke-width="0.8"/>')
-        svg.append(f'<text x="{left - 6}" y="{y(v) + 4}" text-anchor="end">'
-                   f"{esc(_tick_label(v, exp))}</text>")
-    step, x_ticks = _time_ticks(t0, t1)
-    for t in x_ticks:
-        svg.append(f'<line x1="{x(t)}" y1="{top + ph}" x2="{x(t)}" y2="{top + ph + 4}" '
-                   'stroke="#000" stroke-width="0.8"/>')
-        svg.append(f'<text x="{x(t)}" y="{top + ph + 17}" text-anchor="middle">'
-                   f"{esc(_time_label(datetime.fromtimestamp(t, UTC), step))}</text>")
-    svg.append(f'<text x="{left + pw}" y="{top + ph + 31}" text-anchor="end" font-size="9" '
-               'fill="#555">waktu WITA (UTC+8)</text>')
-    svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
-               'stroke="#000" stroke-width="0.8"/>')
-
-    def step_line(values: list[float | None], extend_to: float) -> str:
-        """A value holds until the next record changes it; None: not known yet."""
-        known = [(t, v) for t, v in zip(times, values, strict=True) if v is not None]
-        corners = []
-        for i, (t, v) in enumerate(known):
-            if i:
-                corners.append((t, known[i - 1][1]))
-            corners.append((t, v))
-        if known:
-            corners.append((extend_to, known[-1][1]))
-        return " ".join(f"{x(t)},{y(v)}" for t, v in corners)
-
-    for values, color, extra, extend_to in (
-        ([p["capacity_bytes"] for p in pts], COLORS["capacity"], ' stroke-width="2"', t1),
-        ([p["capacity_bytes"] - p["reserve_bytes"] for p in pts], COLORS["reserve"],
-         ' stroke-width="1.4" stroke-dasharray="2,3"', t1),
-        ([p["allocated_bytes"] for p in pts], COLORS["allocated"], ' stroke-width="1.6"',
-         t_last),
-    ):
-        line = step_line(values, extend_to)
-        if line:
-            svg.append(f'<polyline points="{line}" fill="none" stroke="{color}"{extra}/>')
-    used = " ".join(f"{x(t)},{y(p['fs_used_bytes'])}" for t, p in zip(times, pts, strict=True))
-    svg.append(f'<polyline points="{used}" fill="none" stroke="{COLORS["used"]}" '
-               'stroke-width="1.8"/>')
-    for t, p in zip(times, pts, strict=True):
-        svg.append(f'<circle cx="{x(t)}" cy="{y(p["fs_used_bytes"])}" r="2.4" '
-                   f'fill="{COLORS["used"]}"/>')
-    if growth:
-        svg.append(f'<line x1="{x(t_last)}" y1="{y(last["fs_used_bytes"])}" x2="{x(f_end_t)}" '
-                   f'y2="{y(f_end_y)}" stroke="{COLORS["used"]}" stroke-width="1.8" '
-                   'stroke-dasharray="6,4"/>')
-        from .documents import format_date_id
-
-        label = f"penuh ±{format_date_id(entry['full_date'])}"
-        if f_end_t >= t_last + entry["days_to_full"] * DAY - 1:
-            cx, cy = x(f_end_t), y(f_end_y)
-            svg.append(f'<circle cx="{cx}" cy="{cy}" r="4" fill="none" '
-                       f'stroke="{COLORS["full"]}" stroke-width="1.8"/>')
-            svg.append(f'<text x="{cx - 8}" y="{cy - 7}" text-anchor="end" '
-                       f'fill="{COLORS["full"]}">{esc(label)}</text>')
-        else:
-            svg.append(f'<text x="{left + pw - 6}" y="{y(f_end_y) - 8}" text-anchor="end" '
-                       f'fill="{COLORS["full"]}">{esc(label)} (di luar grafik)</text>')
-    elif entry.get("status") in ("insufficient_history", "no_growth"):
-        note = ("riwayat belum cukup untuk perkiraan" if entry["status"] == "insufficient_history"
-                else "tidak ada pertumbuhan")
-        svg.append(f'<text x="{left + pw - 6}" y="{top + ph - 8}" text-anchor="end" '
-                   f'fill="#555">{esc(note)}</text>')
-
-    # Legend, wrapped over as many rows as it needs
-    reserve_pct = entry.get("reserve_percent")
-    legend = [("Kapasitas", COLORS["capacity"], "", False),
-              (f"Batas cadangan{f' {reserve_pct}%' if reserve_pct is not None else ''}",
-               COLORS["reserve"], "2,3", False),
-              ("Teralokasi (kuota)", COLORS["allocated"], "", False),
-              ("Terpakai (sistem berkas)", COLORS["used"], "", True),
-              ("Perkiraan", COLORS["used"], "6,4", False)]
-    lx, ly = left, top + ph + 48
-    for text, color, dash, dot in legend:
-        item_w = 34 + len(text) * 6.6
-        if lx + item_w > width - right:
-            lx, ly = left, ly + 18
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        svg.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" '
-                   f'stroke="{color}" stroke-width="2"{dash_attr}/>')
-        if dot:
-            svg.append(f'<circle cx="{lx + 12}" cy="{ly - 4}" r="2.4" fill="{color}"/>')
-        svg.append(f'<text x="{lx + 30}" y="{ly}">{esc(text)}</text>')
-        lx += item_w + 14
-    svg.append("</svg>")
-    return "".join(svg)
 
 
 # ---------------------------------------------------------------------------
@@ -687,10 +481,7 @@ def record_run(settings, run: Mapping, requests: list[Mapping], events: Iterable
 
 def report_text(record: Mapping, agencies: list[dict], forecasts: list[dict], warn: int) -> str:
     """The supervision list and the forecast as Markdown (readable as plain text)."""
-    from .documents import _md_cell as cell
-    from .documents import format_bytes_id as size
-    from .documents import format_datetime_id
-
+    cell, size = md_cell, format_bytes_id
     lines = [
         "# Pengawasan Ruang Penyimpanan Subdomain dan Email",
         "",
@@ -747,7 +538,7 @@ def _cmd_storage(args) -> int:
     if not history:
         print(f"sop: no storage records in {folder / RECORDS_SUBDIR} yet; run `sop apply` first",
               file=sys.stderr)
-        return 1
+        return exits.CANNOT_RUN
     latest = history[-1]
     warn = args.warn_percent if args.warn_percent is not None else int(
         settings.get("sop_storage_warn_percent") or DEFAULT_WARN_PERCENT)
@@ -765,8 +556,14 @@ def _cmd_storage(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("storage", help="agencies near their quotas and when the storage fills "
-                                       "(from the storage records of past runs)")
+    p = sub.add_parser(
+        "storage", help="agencies near their quotas and when the storage fills "
+                        "(from the storage records of past runs)",
+        description="From the storage records that every `sop apply` writes (SOP warnings 3-5): "
+                    "the agencies using at least a share of their quotas, with their contact, "
+                    "and per file system the growth and the day it would fill. Nothing is "
+                    "changed.",
+        epilog=exits.epilog(exits.OK, exits.CANNOT_RUN))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--warn-percent", type=int, default=None,
                    help="list accounts at or above this share of their quota "

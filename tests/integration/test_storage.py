@@ -138,7 +138,7 @@ def test_requests_that_do_not_fit_are_refused_before_any_change(tmpfs, overlay):
     # The wrapper refuses the same way and keeps the figures as a record.
     inv = overlay["inventory"](REPO / "lab" / "requests")
     result = sop("-i", str(inv), "apply")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr  # the run failed (refused)
     assert "Not enough storage on lab" in result.stderr
     assert snapshot() == before
     assert list(TMPFS.iterdir()) == []

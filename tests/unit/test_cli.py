@@ -206,3 +206,103 @@ def test_validating_500_requests_with_the_command_is_fast(tmp_path: Path) -> Non
     # The target is 2 s; about 0.8 s here (process start, inventory, 500 files).
     # The margin is for a loaded machine; a slowdown of several times still fails.
     assert elapsed < 4.0, f"sop validate took {elapsed:.2f} s for 500 requests"
+
+
+# --- Issue 17: one exit code per problem, help for every command, no tracebacks -------------
+
+
+def lab_copy(tmp_path: Path, requests: Path) -> Path:
+    """The lab inventory with its requests, state and records in tmp_path."""
+    import shutil
+
+    inv = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory" / "lab", inv)
+    state = tmp_path / "state"
+    (inv / "group_vars" / "all" / "zz-test.yml").write_text(
+        f"sop_requests_dir: {requests}\nsop_state_dir: {state}\n"
+        f"sop_records_dir: {state}/records\n")
+    return inv
+
+
+def sop_env(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SOP), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "SOP_VAULT_PASSWORD": "uji",
+                                            **(env or {})}, **kw)
+
+
+def test_every_command_help_has_a_description_and_its_exit_codes() -> None:
+    from sop import cli
+
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    assert set(sub.choices) >= {"validate", "apply", "print", "reset-password", "plan", "new",
+                                "storage", "names"}
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        assert command.description and len(command.description) > 40, name
+        assert "exit codes:" in text, name
+        codes = re.findall(r"^  (\d+) +\S", text.split("exit codes:")[1], re.M)
+        assert codes[0] == "0" and "2" in codes, (name, codes)
+        assert all(len(line) <= 80 for line in text.splitlines()), name
+    assert "141" in parser.format_help() and "exit codes:" in parser.format_help()
+
+
+@pytest.mark.parametrize("command", [["validate"], ["apply"], ["print"], ["names"],
+                                     ["plan", "--format", "json"]])
+def test_invalid_requests_exit_1_in_every_command(tmp_path: Path, command: list[str]) -> None:
+    requests = tmp_path / "requests"
+    requests.mkdir()
+    (requests / "rusak.yml").write_text("letter: [\n")
+    inv = lab_copy(tmp_path, requests)
+    args = [*command, str(requests)] if command[0] in ("validate", "plan") else command
+    result = sop_env("-i", str(inv), *args)
+    assert result.returncode == 1, (command, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "problem" in result.stderr
+    assert not (tmp_path / "state" / "register.vault.yml").exists()
+
+
+def test_a_failed_apply_exits_4_and_says_why(monkeypatch, capsys) -> None:
+    from sop import apply, cli, commands
+
+    record = {"status": "failed", "failure": "mail1: create the mailboxes: tidak terjangkau",
+              "report": {"md": "/x.md"}, "printouts": [], "changed": {}, "requests": []}
+    monkeypatch.setattr(apply, "apply", lambda settings, **kw: record)
+    monkeypatch.setattr(commands, "load_settings", lambda inventory, repo=None: None)
+    assert cli.main(["-i", LAB, "apply"]) == 4
+    assert "GAGAL: mail1: create the mailboxes" in capsys.readouterr().err
+
+
+def test_a_wrong_lifecycle_date_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    inv = lab_copy(tmp_path, REPO / "lab" / "requests")
+    result = sop_env("-i", str(inv), "names", env={"SOP_TODAY": "2026-02-30"})
+    assert result.returncode == 2
+    assert result.stderr == "sop: the lifecycle date '2026-02-30' is not a date (YYYY-MM-DD)\n"
+
+
+def test_a_folder_that_is_no_inventory_is_refused_before_ansible_reads_it() -> None:
+    result = sop_env("-i", ".", "validate", "lab/requests")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"sop: {REPO} is not an inventory: it has no hosts.yml and no group_vars/ "
+        "(give its folder, e.g. -i inventory/lab)"]
+    assert "WARNING" not in result.stderr
+
+
+def test_a_reader_closing_the_output_early_gets_no_traceback(tmp_path: Path) -> None:
+    inv = lab_copy(tmp_path, REPO / "lab" / "requests")
+    proc = subprocess.Popen([str(SOP), "-i", str(inv), "names", "--format", "json"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "SOP_VAULT_PASSWORD": "uji"})
+    proc.stdout.close()  # like `| head` that has had enough, before anything was written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = sop_env("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"sop {version('sop-subdomain')}\n"

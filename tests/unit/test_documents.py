@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sop import documents
+from sop import documents, formatting
 from sop.documents import (
     format_bytes_id,
     format_date_id,
@@ -26,6 +26,8 @@ from sop.documents import (
     render_printout_html,
     render_report,
 )
+from sop.provenance import request_origins
+from sop.steps import origin_text, run_steps
 
 DOMAIN = "sumbabaratdayakab.go.id"
 TODAY = date(2026, 11, 30)
@@ -307,11 +309,16 @@ def test_format_date_id_rejects_garbage(bad):
         format_date_id(bad)
 
 
-def test_format_datetime_id_names_indonesian_time_zones():
-    assert format_datetime_id("2026-11-30T05:21:00+00:00") == "30 November 2026 pukul 05.21.00 UTC"
-    assert format_datetime_id("2026-11-30T13:21:00+08:00").endswith("13.21.00 WITA")
-    assert format_datetime_id("2026-11-30T12:21:00+07:00").endswith("WIB")
-    assert format_datetime_id("2026-11-30T14:21:00+09:00").endswith("WIT")
+def test_format_datetime_id_shows_every_moment_in_wita():
+    assert format_datetime_id("2026-11-30T05:21:00+00:00") == "30 November 2026 pukul 13.21.00 WITA"
+    assert format_datetime_id("2026-11-30T13:21:00+08:00") == "30 November 2026 pukul 13.21.00 WITA"
+    # WIB and WIT moments, and a naive one (the runner's UTC), all in WITA
+    assert format_datetime_id("2026-11-30T12:21:00+07:00").endswith("13.21.00 WITA")
+    assert format_datetime_id("2026-11-30T14:21:00+09:00").endswith("13.21.00 WITA")
+    assert format_datetime_id(datetime(2026, 11, 30, 5, 21)).endswith("13.21.00 WITA")
+    # past 16.00 UTC it is already the next day in the regency
+    assert format_datetime_id("2026-11-30T17:30:00Z") == "1 Desember 2026 pukul 01.30.00 WITA"
+    assert format_date_id("2026-11-30T17:30:00Z") == "1 Desember 2026"
     assert format_datetime_id(None) == "-"
 
 
@@ -383,7 +390,10 @@ def test_printout_page_two_is_the_handover_receipt(printout):
     assert "Maria Ngongo" in page2 and "198501012010012001" in page2
     assert "Yosef Ndara Lende, S.Kom." in page2 and "199003152015031002" in page2
     assert f"kepala.dinas@dinkes.{DOMAIN}" in page2
-    assert "Senin, tanggal 30 November 2026" in page2
+    # dated by hand at the handover, not on the day of printing
+    assert "Pada hari ini, ....." in page2 and "tanggal ....." in page2
+    assert "Senin" not in page2
+    assert "30 November 2026" not in page2.split("Dihasilkan oleh")[0]
     # the receipt lists the accounts but never their passwords
     for entry in make_credentials().values():
         assert entry["password"] not in page2
@@ -507,7 +517,9 @@ def test_report_writes_markdown_json_and_pdf(tmp_path):
         assert path.is_file()
         assert stat.S_IMODE(path.stat().st_mode) & 0o007 == 0
 
-    assert json.loads(paths["json"].read_text(encoding="utf-8")) == run
+    document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert document.pop("format") == documents.REPORT_FORMAT == 1
+    assert document == run
 
     markdown = paths["md"].read_text(encoding="utf-8")
     assert markdown.startswith("# LAPORAN HASIL PEMBUATAN SUBDOMAIN DAN EMAIL INSTANSI")
@@ -525,7 +537,8 @@ def test_report_writes_markdown_json_and_pdf(tmp_path):
     assert "BERHASIL" in text and "GAGAL" in text
     assert "Dinas Kesehatan" in text
     assert "ci-runner-01" in text
-    assert "30 November 2026 pukul 05.21.00 UTC" in text
+    assert "30 November 2026 pukul 13.21.00 WITA" in text
+    assert " UTC" not in text and " UTC" not in markdown  # one time zone: WITA
     assert "1 menit 47 detik" in text  # finished - started
     assert "Halaman 1 dari" in text
 
@@ -605,6 +618,199 @@ def test_module_exports():
         assert callable(getattr(documents, name))
 
 
-def test_printout_date_defaults_to_today():
+def test_printout_date_defaults_to_today_in_the_regency():
     html = render_printout_html(make_request(), make_credentials(), make_settings())
-    assert format_date_id(date.today()) in html
+    assert format_date_id(formatting.regency_today()) in html
+
+
+def test_report_is_dated_in_wita(tmp_path):
+    run = make_run()
+    run["started"] = "2026-11-30T17:20:00+00:00"
+    run["finished"] = "2026-11-30T17:30:00+00:00"  # 1 December, 01.30 WITA
+    markdown = render_report(run, make_settings(), tmp_path)["md"].read_text(encoding="utf-8")
+    assert "| Selesai | 1 Desember 2026 pukul 01.30.00 WITA |" in markdown
+    assert "Instansi, 1 Desember 2026." in markdown
+
+
+# ---------------------------------------------------------------------------
+# Issue 17: documents a person can trust
+# ---------------------------------------------------------------------------
+
+
+def sop_steps(ok=True, printouts=1, origins=None, failed=()):
+    seconds = {1: 0.2, 2: 0.3, 3: 2.4, 4: 65.2, 5: 3.0, 6: 8.0, 7: 4.1, 8: 2.0}
+    if not ok:
+        seconds = {1: 0.2, 2: 0.3, 3: 2.4}
+    return run_steps(seconds, set(failed), ok=ok, check=False, printouts=printouts, requests=1,
+                     new=1, origins=origins or {"lab": True, "git": True, "requests": {}})
+
+
+def test_report_has_the_handover_step_and_the_sops_135_minutes(tmp_path):
+    run = make_run()
+    run["steps"] = sop_steps()
+    assert [s["number"] for s in run["steps"]] == list(range(1, 10))
+    assert sum(s["standard_minutes"] for s in run["steps"]) == 135
+    paths = render_report(run, make_settings(), tmp_path)
+    markdown = paths["md"].read_text(encoding="utf-8")
+    (row9,) = [line for line in markdown.splitlines() if line.startswith("| 9 |")]
+    assert "Penyerahan hasil kepada pengelola / admin instansi" in row9
+    assert "| MANUAL |" in row9 and "| - | 15 menit |" in row9  # done by hand, not timed
+    assert "**135 menit**" in markdown
+    assert_markdown_tables_are_rectangular(markdown)
+    text = pdftotext(paths["pdf"])
+    assert "135 menit" in text and "MANUAL" in text
+
+
+def test_handover_step_of_a_failed_run_was_not_done():
+    steps = sop_steps(ok=False, printouts=0, failed=[4])
+    assert steps[3]["status"] == "failed"
+    assert steps[8]["status"] == "skipped"
+    assert steps[8]["detail"] == "Tidak dijalankan karena langkah sebelumnya gagal."
+
+
+def test_steps_1_and_2_say_only_what_is_known_of_the_requests():
+    lab = sop_steps(origins={"lab": True, "git": True, "requests": {"dinkes": {}}})
+    assert lab[0]["detail"].startswith("Proses lab: permohonan contoh")
+    assert lab[1]["detail"] == "1 permohonan divalidasi (1 baru) dan diproses pada proses ini."
+    origins = {"lab": False, "git": True, "requests": {
+        "dinkes": {"commit": "f40f565", "date": "2026-11-28", "changed": False},
+        "bappeda": {"commit": "c879f11", "date": "2026-11-20", "changed": False},
+        "pasola": {"commit": "c879f11", "date": "2026-11-20", "changed": True}}}
+    detail = origin_text(origins)
+    assert detail == (
+        "Berkas permohonan masuk melalui dinkes: commit f40f565 (2026-11-28); "
+        "bappeda: commit c879f11 (2026-11-20). Belum di-commit atau diubah sesudah commit "
+        "terakhir: pasola (tidak tercatat persetujuannya).")
+    many = {"lab": False, "git": True, "requests": {
+        f"a{i}": {"commit": "abc1234", "date": "2026-11-20", "changed": False} for i in range(7)}}
+    assert origin_text(many) == "Berkas permohonan masuk melalui 7 permohonan: commit abc1234 " \
+                                "(2026-11-20)."
+    assert "tanpa riwayat git" in origin_text({"lab": False, "git": False,
+                                               "requests": {"x": {}}})
+    assert origin_text(None) == "Asal permohonan tidak tercatat."
+    for text in (detail, lab[0]["detail"], origin_text(many)):
+        assert "pull request" not in text and "Disetujui" not in text
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test",
+                    *args], check=True, capture_output=True)
+
+
+def test_request_origins_reads_the_commit_that_brought_each_file(tmp_path):
+    folder = tmp_path / "requests"
+    folder.mkdir()
+    for name in ("dinkes", "bappeda"):
+        (folder / f"{name}.yml").write_text(f"subdomain: {name}\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "two requests")
+    (folder / "bappeda.yml").write_text("subdomain: bappeda\n# changed\n")
+    (folder / "pasola.yml").write_text("subdomain: pasola\n")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    requests = [{"subdomain": n, "file": str(folder / f"{n}.yml")}
+                for n in ("dinkes", "bappeda", "pasola")]
+    out = request_origins(tmp_path, requests)
+    assert out["git"] is True and out["lab"] is False
+    assert out["requests"]["dinkes"]["commit"] == head
+    assert out["requests"]["dinkes"]["changed"] is False
+    assert out["requests"]["bappeda"] == {**out["requests"]["dinkes"], "changed": True}
+    assert out["requests"]["pasola"] == {"commit": None, "date": None, "changed": True}
+    # A copy without git says so rather than inventing an approval.
+    plain = tmp_path.parent / "plain"
+    plain.mkdir()
+    (plain / "dinkes.yml").write_text("x\n")
+    out = request_origins(plain, [{"subdomain": "dinkes", "file": str(plain / "dinkes.yml")}])
+    assert out["git"] is False and out["requests"]["dinkes"]["changed"] is True
+
+
+def test_report_is_signed_by_the_head_of_division_from_the_inventory(tmp_path):
+    head = {"name": "Agustinus Bora, S.T.", "nip": "197805122005011003",
+            "position": "Kepala Bidang Layanan E-Government"}
+    paths = render_report(make_run(), make_settings(head_of_division=head), tmp_path)
+    text = pdftotext(paths["pdf"])
+    assert "Agustinus Bora, S.T." in text and "NIP. 197805122005011003" in text
+    assert "Mengetahui," in text and "Kepala Bidang Layanan E-Government" in text
+    # Without one, blanks to fill in by hand and the position from the letterhead.
+    text = pdftotext(render_report(make_run(), make_settings(), tmp_path / "b")["pdf"])
+    assert "NIP. ......" in text and "Kepala Bidang Layanan E-Government" in text
+
+
+def test_config_passes_the_head_of_division_to_the_documents():
+    from sop.config import load_settings
+
+    for inventory in ("inventory/lab", "inventory/production"):
+        head = load_settings(inventory).documents()["head_of_division"]
+        assert head["name"] and head["nip"] and head["position"], inventory
+
+
+def _pdf_words(path: Path) -> list[str]:
+    """Every word of a PDF as placed on the page (a word broken over two lines is two)."""
+    html = subprocess.run(["pdftotext", "-bbox", str(path), "-"], check=True,
+                          capture_output=True, text=True).stdout
+    return re.findall(r"<word [^>]*>([^<]*)</word>", html)
+
+
+def test_report_breaks_no_word_in_headers_or_host_names(tmp_path):
+    run = make_run()
+    host = f"mail1.{DOMAIN}"
+    for entry in run["storage"]:
+        entry.update(host=host, free_bytes_before=1, free_bytes_after=1,
+                     allocated_bytes_before=1, allocated_bytes_after=1)
+    run["postchecks"][0]["target"] = f"kepala.dinas@dinkes.{DOMAIN}"
+    run["supervision"] = {"warn_percent": 80, "agencies": [{
+        "agency": "Dinas Kesehatan", "subdomain": "dinkes",
+        "contact": {"name": "Maria Ngongo", "position": None, "phone": None},
+        "accounts": [{"name": f"kepala.dinas@dinkes.{DOMAIN}", "kind": "mailbox",
+                      "used_bytes": 1900000000, "quota_bytes": 2147483648, "percent": 88.5}]}]}
+    run["steps"] = sop_steps()
+    run["lifecycle"] = {"today": "2026-11-30", "suspended": ["pasola"], "states": {}}
+    html = (documents.TEMPLATES_DIR / "report.html.j2").read_text()
+    headers = {w for th in re.findall(r"<th[^>]*>([^<{]+)</th>", html)
+               for w in re.findall(r"[A-Za-z]{4,}", th)}
+    assert {"Subdomain", "Teralokasi", "pelaksanaan", "Cadangan", "Pengelola"} <= headers
+    words = _pdf_words(render_report(run, make_settings(), tmp_path)["pdf"])
+    clean = [w.strip("()/,.") for w in words]
+    for word in sorted(headers):
+        assert word in clean
+        # the start of a header word on one line and its rest on the next
+        broken = [w for w in clean if len(w) >= 3 and w != word and word.startswith(w)]
+        assert broken == [], f"{word!r} broken into {broken}"
+    # A host name or an address wraps at a dot or before an "@" only.
+    zone = [w for w in words if "sumbab" in w or "dayakab" in w]
+    assert zone and all("sumbabaratdayakab" in w for w in zone), zone
+    local = [w for w in words if "kepala" in w or "dinas@" in w]
+    assert local and all("kepala.dinas" in w or w.endswith("kepala.") for w in local), local
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "-"), (512, "512 byte"), (1024, "1 KB"), (524288000, "500 MB"),
+     (1073741824, "1 GB"), (1610612736, "1,5 GB"), (5368709120, "5 GB"),
+     (1099511627776, "1 TB"), (1023 * 1024 ** 2, "1.023 MB")],
+)
+def test_format_size_id_writes_sizes_as_staff_do(value, expected):
+    assert formatting.format_size_id(value) == expected
+
+
+def test_printout_sizes_in_mb_and_gb_and_upload_into_public(printout):
+    page1 = pdftotext(printout, 1, 1)
+    assert "kuota 1 GB" in page1 and "kuota 2 GB" in page1
+    assert "GiB" not in page1
+    assert "public/" in page1 and "ke dalam folder public/" in " ".join(page1.split())
+
+
+def test_printout_of_a_mail_only_request_shows_no_website():
+    request = make_request()
+    request["hosting"] = None
+    credentials = make_credentials()
+    del credentials["hosting:dinkes"]
+    html = render_printout_html(request, credentials, make_settings(), today=TODAY)
+    assert "Alamat situs" not in html and "https://" not in html
+    assert "alamat situs web" not in html  # the handover table neither
+    assert f"Domain alamat email</td><td class=\"colon\">:</td><td><b>dinkes.{DOMAIN}" in html
+    assert "public/" not in html
+    # With hosting the website is there, and the mail domain is not repeated.
+    html = render_printout_html(make_request(), make_credentials(), make_settings(), today=TODAY)
+    assert f"https://dinkes.{DOMAIN}" in html and "Domain alamat email" not in html

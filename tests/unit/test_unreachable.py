@@ -34,7 +34,7 @@ def test_an_unreachable_mail_host_fails_its_step_and_says_why():
     assert [u["skipped"] for u in outcome] == [False]
     assert progress.step_failed == {3}
     assert progress.failures == [
-        "mail1: Read the mounted file systems: unreachable: "
+        "mail1: Read the mounted file systems: tidak terjangkau: "
         "ssh: connect to host: No route to host"]
     (note,) = _unreachable_notes(outcome)
     assert "langkah 3" in note and "(termasuk DNS) tidak dijalankan" in note
