@@ -21,7 +21,7 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from sop import apply as sop_apply
-from sop.config import ConfigError, load_settings
+from sop.config import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 SOP = Path(sys.executable).parent / "sop"
