@@ -333,7 +333,7 @@ def test_a_second_controller_is_refused_while_an_apply_runs(production):
         assert "another sop apply is running" in result.stderr
         assert str(first) in result.stderr, result.stderr
         TIMINGS["second_controller_told"] = result.stderr.strip()
-        finally:
+    finally:
         out, _ = running.communicate(timeout=900)
     assert running.returncode == 0, out[-4000:]
 
