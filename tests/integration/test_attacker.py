@@ -10,13 +10,9 @@ serve.
 
 from __future__ import annotations
 
-import subprocess
+import json
 import uuid
-from pathlib import Path
 
-import pytest
-
-from .conftest import REPO
 from .test_web import account, get, remove, sites, ssh, upload
 
 # Files no hosting account may read, whatever way it tries.
@@ -36,10 +32,6 @@ def _pair(requests) -> tuple[dict, dict]:
     victims = [r for r in sites(requests) if r is not php[0]]
     assert victims, "the lab examples must include two hosting agencies"
     return php[0], victims[0]
-
-
-def _register_file(settings) -> Path:
-    return settings.path("sop_register_file")
 
 
 def _link(req, register, target: str, name: str) -> None:
@@ -92,3 +84,89 @@ def test_a_link_to_the_agencys_own_file_still_serves(requests, register):
     finally:
         remove(attacker, register, "tautan.html")
         remove(attacker, register, "asli.html")
+
+
+# --- the agency's PHP ------------------------------------------------------------
+
+# Each attempt either answers "refused" (a disabled function, a file outside
+# open_basedir) or what it got; nothing may come back but "refused".
+PROBE = r"""<?php
+$out = [];
+$try = function (string $name, callable $f) use (&$out) {
+    try {
+        $r = @$f();
+        $out[$name] = ($r === false || $r === null) ? 'refused' : (string) $r;
+    } catch (\Throwable $e) {
+        $out[$name] = 'refused';
+    }
+};
+$try('putenv', fn () => putenv('LD_PRELOAD=/tmp/x.so') ? 'set' : false);
+$try('mail', fn () => mail('root@localhost', 'x', 'x') ? 'sent' : false);
+$try('mb_send_mail', fn () => mb_send_mail('root@localhost', 'x', 'x') ? 'sent' : false);
+$try('error_log', fn () => error_log('x', 1, 'root@localhost') ? 'sent' : false);
+$try('exec', fn () => exec('id'));
+$try('shell_exec', fn () => shell_exec('id'));
+$try('system', fn () => system('id'));
+$try('passthru', function () { ob_start(); passthru('id'); return ob_get_clean() ?: false; });
+$try('popen', fn () => popen('id', 'r') ? 'opened' : false);
+$try('proc_open', fn () => proc_open(['id'], [], $pipes) ? 'opened' : false);
+$try('dl', fn () => dl('x.so') ? 'loaded' : false);
+$try('symlink', fn () => symlink('/etc/passwd', __DIR__ . '/l.txt') ? 'made' : false);
+foreach (json_decode($_GET['files'] ?? '[]', true) as $f) {
+    $try('read ' . $f, fn () => file_get_contents($f));
+    $try('list ' . dirname($f), fn () => implode(',', scandir(dirname($f)) ?: []) ?: false);
+}
+echo json_encode($out);
+"""
+
+
+def test_php_can_start_no_program_send_no_mail_and_read_nothing_outside_its_site(
+        requests, register, settings):
+    attacker, victim = _pair(requests)
+    marker = f"victim-{uuid.uuid4().hex}"
+    upload(victim, register, "rahasia.html", marker)
+    files = [f"/srv/www/{victim['subdomain']}/public/rahasia.html",
+             "/etc/passwd", str(settings.path("sop_register_file")), *SECRETS]
+    name = f"probe-{uuid.uuid4().hex[:8]}.php"
+    upload(attacker, register, name, PROBE)
+    try:
+        from urllib.parse import quote
+
+        status, _, body = get(attacker["fqdn"], f"/{name}?files={quote(json.dumps(files))}")
+        assert status == 200, body
+        got = json.loads(body)
+        assert {"putenv", "mail", "exec", f"read {files[0]}", f"read {files[2]}"} <= set(got), got
+        escaped = {k: v for k, v in got.items() if v != "refused"}
+        assert not escaped, escaped
+    finally:
+        remove(attacker, register, name)
+        remove(victim, register, "rahasia.html")
+
+
+def test_debians_default_www_pool_is_gone():
+    """The www pool ran PHP as www-data, the web server that reads every site."""
+    from pathlib import Path
+
+    assert not Path("/etc/php/8.2/fpm/pool.d/www.conf").exists()
+    assert not Path("/run/php/php8.2-fpm.sock").exists()
+
+
+# --- the agency's SFTP login ---------------------------------------------------------
+
+def test_sftp_reaches_nothing_outside_the_accounts_own_folder(requests, register, settings):
+    attacker, victim = _pair(requests)
+    client = ssh(*account(attacker, register))
+    try:
+        with client.open_sftp() as sftp:
+            # The chroot: "/" is the account's home, nothing of the host in it.
+            assert sorted(sftp.listdir("/")) == ["public"]
+            for path in ["/etc/passwd", f"/srv/www/{victim['subdomain']}/public",
+                         "/../../etc/passwd", str(settings.path("sop_register_file")),
+                         *SECRETS]:
+                try:
+                    sftp.stat(path)
+                except OSError:
+                    continue
+                raise AssertionError(f"{path} is visible over SFTP")
+    finally:
+        client.close()
