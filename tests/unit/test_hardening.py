@@ -136,3 +136,38 @@ def test_the_message_names_the_address_and_says_why(tmp_path):
     assert problem.message.startswith(f"administrator@{ZONE} is reserved on the parent domain")
     assert "certificate authorities" in problem.message
     assert str(problem).startswith(f"{tmp_path / 'dinkes.yml'}:")
+
+
+# --- sop reset-password and a running apply (item 8) ----------------------------------
+
+def test_reset_password_waits_for_no_apply_and_changes_nothing_meanwhile(tmp_path, monkeypatch):
+    """An apply running meanwhile would write its own copy of the register over
+    the new password: reset-password takes the apply lock, or refuses."""
+    import shutil
+
+    import yaml
+
+    from sop import cli
+    from sop.apply import apply_lock
+    from sop.register import Register
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory" / "lab", inventory)
+    (tmp_path / "pw").write_text("kata-sandi-uji\n")
+    (inventory / "group_vars" / "all" / "zz-test.yml").write_text(yaml.safe_dump({
+        "sop_register_file": str(tmp_path / "register.vault.yml"),
+        "sop_vault_password_file": str(tmp_path / "pw"),
+        "sop_state_dir": str(tmp_path / "state"),
+    }))
+    monkeypatch.delenv("SOP_STATE_DIR", raising=False)
+    register = Register(tmp_path / "register.vault.yml", b"kata-sandi-uji")
+    register.ensure([{"id": "hosting:dinkes", "username": "w-dinkes", "kind": "hosting",
+                      "subdomain": "dinkes"}])
+    register.save()
+    before = (tmp_path / "register.vault.yml").read_bytes()
+    with apply_lock(tmp_path / "state"):
+        assert cli.main(["-i", str(inventory), "reset-password", "dinkes"]) == 2
+    assert (tmp_path / "register.vault.yml").read_bytes() == before
+    # With no apply running, it goes ahead.
+    assert cli.main(["-i", str(inventory), "reset-password", "dinkes"]) == 0
+    assert (tmp_path / "register.vault.yml").read_bytes() != before
