@@ -10,9 +10,14 @@ serve.
 
 from __future__ import annotations
 
+import email
 import json
+import smtplib
+import subprocess
 import uuid
+from pathlib import Path
 
+from .mailclient import fetch_by_subject, send
 from .test_web import account, get, remove, sites, ssh, upload
 
 # Files no hosting account may read, whatever way it tries.
@@ -145,8 +150,6 @@ def test_php_can_start_no_program_send_no_mail_and_read_nothing_outside_its_site
 
 def test_debians_default_www_pool_is_gone():
     """The www pool ran PHP as www-data, the web server that reads every site."""
-    from pathlib import Path
-
     assert not Path("/etc/php/8.2/fpm/pool.d/www.conf").exists()
     assert not Path("/run/php/php8.2-fpm.sock").exists()
 
@@ -170,3 +173,39 @@ def test_sftp_reaches_nothing_outside_the_accounts_own_folder(requests, register
                 raise AssertionError(f"{path} is visible over SFTP")
     finally:
         client.close()
+
+
+# --- the agency's own Unix account (what its PHP would run as, were it out) ----------
+
+def _as(user: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", user, "--", *argv], capture_output=True,
+                          text=True, check=False)
+
+
+def test_the_account_reads_no_secret_no_register_and_no_log(requests, register, settings):
+    attacker, victim = _pair(requests)
+    user = account(attacker, register)[0]
+    assert _as(user, "cat", f"/srv/www/{attacker['subdomain']}/public/index.html").returncode \
+        == 0, "the account reads its own site"
+    logs = [f"/var/log/nginx/{victim['subdomain']}.access.log", "/var/log/postfix.log"]
+    for path in [*SECRETS, str(settings.path("sop_register_file")), *logs]:
+        result = _as(user, "cat", path)
+        assert result.returncode != 0 and result.stdout == "", path
+    for path in logs:
+        assert Path(path).exists(), path
+
+
+def test_a_local_process_gets_no_agencys_dkim_signature(requests, register):
+    """SMTP from 127.0.0.1 on port 25 (a site's PHP could open that socket) in
+    another agency's name is not signed with that agency's key."""
+    _, victim = _pair(requests)
+    box = next(r for r in requests if r["mail"] and r["mail"]["domain"] == "subdomain")
+    rcpt = box["mail"]["mailboxes"][0]["address"]
+    subject = f"spoof-{uuid.uuid4().hex[:8]}"
+    try:
+        send(rcpt, subject, sender=rcpt)
+    except smtplib.SMTPException:
+        return  # refused outright: nothing signed either
+    raw = fetch_by_subject(rcpt, register.accounts[rcpt]["password"], subject)
+    assert len(raw) == 1
+    assert email.message_from_bytes(raw[0])["DKIM-Signature"] is None
