@@ -70,6 +70,22 @@ def agency_state(req: Mapping, today: dt.date, cfg: Settings) -> tuple[str, str]
     return "active", ""
 
 
+def _same_agency(account_id: str, entry: Mapping, wanted: Mapping, since: dt.date,
+                 cfg: Settings) -> None:
+    """An archived account comes back only to the agency that held it (issue 16):
+    another agency asking for the same label or parent address within the
+    retention would get the previous agency's mail, site and password."""
+    held, asks = entry.get("agency"), wanted.get("agency")
+    if held and asks and held != asks:
+        until = since + dt.timedelta(days=cfg.retention_days)
+        raise LifecycleError(
+            f"{account_id} ({wanted.get('subdomain')}) belonged to another agency ({held}) "
+            f"and is archived since {since.isoformat()} with its data, kept until "
+            f"{until.isoformat()}; it is not given to {asks}. Nothing was changed. Choose "
+            "another subdomain or address, or wait until the archive is purged."
+        )
+
+
 def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: dt.date,
            cfg: Settings, allow_large_removal: bool = False) -> dict:
     """The lifecycle of every agency and account for this run.
@@ -104,12 +120,13 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
                 f"{ends.isoformat()}: subdomain akan ditangguhkan setelah tanggal itu."
             )
 
-    wanted = {a["id"] for a in model.accounts(provision)}
+    wanted = {a["id"]: a for a in model.accounts(provision)}
     archive, archived, purge, restore = [], [], [], []
     for account_id, entry in sorted(accounts.items()):
         since = _date(entry.get("archived"))
         if account_id in wanted:
             if since is not None:  # asked for again within the undo window
+                _same_agency(account_id, entry, wanted[account_id], since, cfg)
                 restore.append(account_id)
             continue
         if since is None:

@@ -171,3 +171,89 @@ def test_reset_password_waits_for_no_apply_and_changes_nothing_meanwhile(tmp_pat
     # With no apply running, it goes ahead.
     assert cli.main(["-i", str(inventory), "reset-password", "dinkes"]) == 0
     assert (tmp_path / "register.vault.yml").read_bytes() != before
+
+
+# --- an archived label or address and another agency (item 7) --------------------------
+
+def _lifecycle_request(label: str, agency: str, parent_box: str | None = None) -> dict:
+    from .test_lifecycle import req
+
+    r = req(label)
+    r["agency"]["name"] = agency
+    if parent_box:
+        r["mail"] = {"address_domain": ZONE, "mailboxes": [{"address": f"{parent_box}@{ZONE}"}]}
+    return r
+
+
+def _register_with(reqs, archived: dict[str, str]) -> dict:
+    from sop.model import accounts
+
+    out = {a["id"]: {"subdomain": a["subdomain"], "agency": a["agency"]} for a in accounts(reqs)}
+    for account_id, day in archived.items():
+        out[account_id]["archived"] = day
+    return out
+
+
+def test_an_archived_label_is_not_handed_to_another_agency():
+    import datetime as dt
+
+    from sop import lifecycle as lc
+
+    old = _lifecycle_request("dinkes", "Dinas Kesehatan")
+    reg = _register_with([old], {"hosting:dinkes": "2026-11-20",
+                                 f"admin@dinkes.{ZONE}": "2026-11-20"})
+    other = _lifecycle_request("dinkes", "Dinas Komunikasi dan Informatika")
+    with pytest.raises(lc.LifecycleError) as refused:
+        lc.decide([other], reg, dt.date(2026, 11, 30), lc.Settings())
+    message = str(refused.value)
+    assert "dinas kesehatan" in message and "2026-11-20" in message
+    assert "Nothing was changed" in message and "Choose another subdomain" in message
+    # The agency that held it gets it back (case and spacing aside).
+    same = _lifecycle_request("dinkes", "  Dinas   KESEHATAN ")
+    decision = lc.decide([same], reg, dt.date(2026, 11, 30), lc.Settings())
+    assert sorted(decision["restore"]) == ["admin@dinkes." + ZONE, "hosting:dinkes"]
+
+
+def test_an_archived_parent_address_is_not_handed_to_another_agency():
+    import datetime as dt
+
+    from sop import lifecycle as lc
+
+    old = _lifecycle_request("bappeda", "Bappeda", parent_box="sekretariat")
+    reg = _register_with([old], {f"sekretariat@{ZONE}": "2026-11-25"})
+    newcomer = _lifecycle_request("dinsos", "Dinas Sosial", parent_box="sekretariat")
+    with pytest.raises(lc.LifecycleError, match=f"sekretariat@{ZONE}"):
+        lc.decide([old | {"mail": None}, newcomer], reg, dt.date(2026, 11, 30), lc.Settings())
+
+
+def test_the_register_remembers_the_agency_and_fills_it_in_for_older_entries(tmp_path):
+    from sop.model import accounts
+    from sop.register import Register
+
+    wanted = accounts([_lifecycle_request("dinkes", "Dinas Kesehatan")])
+    reg = Register(tmp_path / "r.yml", b"pw")
+    reg.ensure(wanted)
+    assert {e["agency"] for e in reg.accounts.values()} == {"dinas kesehatan"}
+    for entry in reg.accounts.values():  # a register from before the agency was kept
+        del entry["agency"]
+    assert reg.ensure(wanted) == [] and reg.changed_agency
+    assert {e["agency"] for e in reg.accounts.values()} == {"dinas kesehatan"}
+
+
+# --- a restore is recorded only once the data is back (item 6) ---------------------------
+
+def test_a_restore_is_recorded_in_the_register_only_after_the_data_moved_back():
+    import yaml
+
+    plays = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    names = [p.get("name", "") for p in plays]
+
+    def register_tasks(play):
+        return [t["sop_register"] for t in play.get("tasks", []) if "sop_register" in t]
+
+    step5 = next(i for i, n in enumerate(names) if n.startswith("SOP step 5"))
+    assert all("restore" not in task for task in register_tasks(plays[step5]))
+    restores = [i for i, play in enumerate(plays)
+                if any("restore" in task for task in register_tasks(play))]
+    data_back = [i for i, play in enumerate(plays) if "SOP step 4" in play.get("name", "")]
+    assert restores and data_back and min(restores) > max(data_back), (restores, data_back)
