@@ -141,13 +141,20 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
     expired = {label for label, st in states.items() if st["state"] == "expired"}
     removed_labels = {accounts[i].get("subdomain") for i in archive} - {
         r["subdomain"] for r in provision} - expired
-    if live_labels and not allow_large_removal:
-        share = 100 * len(removed_labels) / len(live_labels)
+    # Accounts count too (issue 16): emptying every agency's mailboxes removes
+    # no agency but most of the accounts.
+    live_ids = [i for i, e in accounts.items() if not e.get("archived")]
+    removed_ids = [i for i in archive if accounts[i].get("subdomain") not in expired]
+    for what, removed, live in (("agencies", sorted(removed_labels), live_labels),
+                                ("accounts", sorted(removed_ids), live_ids)):
+        if not live or allow_large_removal:
+            continue
+        share = 100 * len(removed) / len(live)
         if share > cfg.removal_threshold_percent:
             raise LifecycleError(
-                f"this run would remove {len(removed_labels)} of {len(live_labels)} agencies "
+                f"this run would remove {len(removed)} of {len(live)} {what} "
                 f"({share:.0f}% > {cfg.removal_threshold_percent}%): "
-                f"{', '.join(sorted(removed_labels))}. Nothing was changed. If this is "
+                f"{', '.join(removed)}. Nothing was changed. If this is "
                 "intended, run again with the removal explicitly allowed "
                 "(sop apply --allow-large-removal)."
             )

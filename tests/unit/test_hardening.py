@@ -257,3 +257,26 @@ def test_a_restore_is_recorded_in_the_register_only_after_the_data_moved_back():
                 if any("restore" in task for task in register_tasks(play))]
     data_back = [i for i, play in enumerate(plays) if "SOP step 4" in play.get("name", "")]
     assert restores and data_back and min(restores) > max(data_back), (restores, data_back)
+
+
+# --- the removal guard counts accounts too (item 8) ----------------------------------------
+
+def test_emptying_every_agencys_mailboxes_is_stopped_like_removing_agencies():
+    import datetime as dt
+
+    from sop import lifecycle as lc
+
+    from .test_lifecycle import register_of, req
+
+    before = [req(label, boxes=("admin", "kepala")) for label in ("dinkes", "dinsos")] \
+        + [req(label, boxes=("admin",)) for label in ("bappeda", "dukcapil")]
+    after = [req(r["subdomain"], boxes=()) for r in before]  # 8 accounts -> 4 (hosting only)
+    reg = register_of(*before)
+    with pytest.raises(lc.LifecycleError, match=r"remove 6 of 10 accounts"):
+        lc.decide(after, reg, dt.date(2026, 11, 30), lc.Settings())
+    decision = lc.decide(after, reg, dt.date(2026, 11, 30), lc.Settings(),
+                         allow_large_removal=True)
+    assert len(decision["archive"]) == 6
+    # One mailbox of ten is an ordinary change.
+    one_less = [req("dinkes", boxes=("admin",))] + before[1:]
+    assert len(lc.decide(one_less, reg, dt.date(2026, 11, 30), lc.Settings())["archive"]) == 1
