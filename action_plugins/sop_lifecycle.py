@@ -70,7 +70,8 @@ class ActionModule(ActionBase):
                 register = Register(args["path"], vault_password(args.get("password_file")))
                 # Only what the decisions need: never a password or a hash.
                 accounts = {
-                    k: {f: v[f] for f in ("username", "kind", "subdomain", "archived") if f in v}
+                    k: {f: v[f] for f in ("username", "kind", "subdomain", "archived", "agency")
+                       if f in v}
                     for k, v in register.accounts.items()
                 }
             cfg = lifecycle.Settings.from_mapping(args["settings"])

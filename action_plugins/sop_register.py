@@ -66,7 +66,7 @@ class ActionModule(ActionBase):
             archived = register.mark_archived(args["archive"], today)
             restored = register.restore(args["restore"])
             forgotten = register.forget(args["forget"])
-            lifecycle = archived or restored or forgotten
+            lifecycle = archived or restored or forgotten or register.changed_agency
             if (added or added_keys or lifecycle) and not self._task.check_mode:
                 register.save()
         except (RegisterError, LifecycleError) as exc:

@@ -35,6 +35,14 @@ def sop_requests(path: str, policy: dict | None = None) -> list[dict]:
     return requests
 
 
+def sop_request_policy(variables) -> dict:
+    """The request policy of the inventory (``hostvars.localhost``): sop_policy, the
+    zone, and the names and addresses the inventory itself uses, reserved."""
+    from sop import validate
+
+    return validate.inventory_policy(variables)
+
+
 def sop_parse_size(text: str) -> int:
     from sop import validate
 
@@ -62,6 +70,7 @@ class FilterModule:
     def filters(self):
         return {
             "sop_requests": sop_requests,
+            "sop_request_policy": sop_request_policy,
             "sop_accounts": model.accounts,
             "sop_mail_data": model.mail_data,
             "sop_mail_domains": model.mail_domains,

@@ -61,16 +61,20 @@ def _cmd_print(args) -> int:
 
 
 def _cmd_reset_password(args) -> int:
+    from .apply import settings_lock
     from .model import hosting_account_id
     from .register import Register, vault_password
 
     settings = load_settings(args.inventory, args.repo)
-    register = Register(settings.path("sop_register_file"),
-                        vault_password(settings.path("sop_vault_password_file")))
     account = args.account if "@" in args.account or ":" in args.account \
         else hosting_account_id(args.account)
-    register.reset(account)
-    register.save()
+    # Read, changed and written under the apply lock: an apply running
+    # meanwhile would save its own copy of the register over the new password.
+    with settings_lock(settings):
+        register = Register(settings.path("sop_register_file"),
+                            vault_password(settings.path("sop_vault_password_file")))
+        register.reset(account)
+        register.save()
     print(f"New password issued for {account}; run `sop apply` to put it on the servers "
           "(the printout is then made again).")
     return 0

@@ -59,7 +59,9 @@ class Settings:
 
     @property
     def policy(self) -> dict:
-        return {**(self.vars.get("sop_policy") or {}), "zone": self.zone}
+        from sop.validate import inventory_policy  # names the inventory uses are reserved
+
+        return inventory_policy(self.vars)
 
     @property
     def state_dir(self) -> Path:

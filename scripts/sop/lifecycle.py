@@ -70,6 +70,22 @@ def agency_state(req: Mapping, today: dt.date, cfg: Settings) -> tuple[str, str]
     return "active", ""
 
 
+def _same_agency(account_id: str, entry: Mapping, wanted: Mapping, since: dt.date,
+                 cfg: Settings) -> None:
+    """An archived account comes back only to the agency that held it (issue 16):
+    another agency asking for the same label or parent address within the
+    retention would get the previous agency's mail, site and password."""
+    held, asks = entry.get("agency"), wanted.get("agency")
+    if held and asks and held != asks:
+        until = since + dt.timedelta(days=cfg.retention_days)
+        raise LifecycleError(
+            f"{account_id} ({wanted.get('subdomain')}) belonged to another agency ({held}) "
+            f"and is archived since {since.isoformat()} with its data, kept until "
+            f"{until.isoformat()}; it is not given to {asks}. Nothing was changed. Choose "
+            "another subdomain or address, or wait until the archive is purged."
+        )
+
+
 def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: dt.date,
            cfg: Settings, allow_large_removal: bool = False) -> dict:
     """The lifecycle of every agency and account for this run.
@@ -104,12 +120,13 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
                 f"{ends.isoformat()}: subdomain akan ditangguhkan setelah tanggal itu."
             )
 
-    wanted = {a["id"] for a in model.accounts(provision)}
+    wanted = {a["id"]: a for a in model.accounts(provision)}
     archive, archived, purge, restore = [], [], [], []
     for account_id, entry in sorted(accounts.items()):
         since = _date(entry.get("archived"))
         if account_id in wanted:
             if since is not None:  # asked for again within the undo window
+                _same_agency(account_id, entry, wanted[account_id], since, cfg)
                 restore.append(account_id)
             continue
         if since is None:
@@ -124,13 +141,20 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
     expired = {label for label, st in states.items() if st["state"] == "expired"}
     removed_labels = {accounts[i].get("subdomain") for i in archive} - {
         r["subdomain"] for r in provision} - expired
-    if live_labels and not allow_large_removal:
-        share = 100 * len(removed_labels) / len(live_labels)
+    # Accounts count too (issue 16): emptying every agency's mailboxes removes
+    # no agency but most of the accounts.
+    live_ids = [i for i, e in accounts.items() if not e.get("archived")]
+    removed_ids = [i for i in archive if accounts[i].get("subdomain") not in expired]
+    for what, removed, live in (("agencies", sorted(removed_labels), live_labels),
+                                ("accounts", sorted(removed_ids), live_ids)):
+        if not live or allow_large_removal:
+            continue
+        share = 100 * len(removed) / len(live)
         if share > cfg.removal_threshold_percent:
             raise LifecycleError(
-                f"this run would remove {len(removed_labels)} of {len(live_labels)} agencies "
+                f"this run would remove {len(removed)} of {len(live)} {what} "
                 f"({share:.0f}% > {cfg.removal_threshold_percent}%): "
-                f"{', '.join(sorted(removed_labels))}. Nothing was changed. If this is "
+                f"{', '.join(removed)}. Nothing was changed. If this is "
                 "intended, run again with the removal explicitly allowed "
                 "(sop apply --allow-large-removal)."
             )

@@ -37,10 +37,17 @@ def hosting_account_id(label: str) -> str:
     return f"hosting:{label}"
 
 
+def agency_key(req: Mapping) -> str:
+    """Who holds a request's accounts: the agency's official name, as compared
+    (case and spacing aside) when an archived account is asked for again."""
+    return " ".join(str((req.get("agency") or {}).get("name", "")).split()).casefold()
+
+
 def accounts(requests: Iterable[Mapping]) -> list[dict]:
     """Every account that needs a password, in a stable order."""
     out: list[dict] = []
     for req in requests:
+        agency = agency_key(req)
         if req.get("hosting"):
             out.append(
                 {
@@ -48,6 +55,7 @@ def accounts(requests: Iterable[Mapping]) -> list[dict]:
                     "username": hosting_username(req["subdomain"]),
                     "kind": "hosting",
                     "subdomain": req["subdomain"],
+                    "agency": agency,
                 }
             )
         for box in (req.get("mail") or {}).get("mailboxes", []):
@@ -57,6 +65,7 @@ def accounts(requests: Iterable[Mapping]) -> list[dict]:
                     "username": box["address"],
                     "kind": "mailbox",
                     "subdomain": req["subdomain"],
+                    "agency": agency,
                 }
             )
     return out

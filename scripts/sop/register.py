@@ -109,6 +109,7 @@ class Register:
         self.path = Path(path)
         self._vault = VaultLib([("default", VaultSecret(password))])
         self.accounts: dict[str, dict] = {}
+        self.changed_agency = False  # ensure() filled in an agency: save
         self.keys: dict[str, dict] = {}
         if self.path.exists():
             self._load()
@@ -151,6 +152,15 @@ class Register:
     def ensure(self, wanted: Iterable[Mapping], today: dt.date | None = None) -> list[str]:
         """Add a password for every wanted account that has none. Returns new ids."""
         today = today or dt.date.today()
+        wanted = list(wanted)
+        # The agency holding each live account (issue 16: an archived account is
+        # never handed to another agency); filled in for entries made before.
+        for acct in wanted:
+            entry = self.accounts.get(acct["id"])
+            if entry is not None and acct.get("agency") and not entry.get("archived") \
+                    and not entry.get("agency"):
+                entry["agency"] = acct["agency"]
+                self.changed_agency = True
         new = [acct for acct in wanted if acct["id"] not in self.accounts]
         passwords = [generate_password() for _ in new]
         hashes = hash_passwords(passwords)
@@ -162,6 +172,7 @@ class Register:
                 "username": acct["username"],
                 "kind": acct["kind"],
                 "subdomain": acct["subdomain"],
+                **({"agency": acct["agency"]} if acct.get("agency") else {}),
                 "password": password,
                 "hash": hashed,
                 "created": today.isoformat(),

@@ -39,6 +39,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
+from .model import _MAX_USERNAME as MAX_USERNAME
+from .model import HOSTING_PREFIX, hosting_username
+
 FieldPath = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 64 * 1024
@@ -56,9 +59,39 @@ CONTRACT_RESERVED_LABELS: frozenset[str] = frozenset(
 CONTRACT_SPECIAL_LOCAL_PARTS: frozenset[str] = frozenset(
     {"postmaster", "abuse", "root", "hostmaster", "webmaster", "noreply"}
 )
+# Local parts no request may take on the parent domain (issue 16): whoever
+# holds them controls the whole zone. RFC 2142's role addresses, the CA/Browser
+# Forum's domain-control addresses (a certificate for *.<zone> is issued to
+# admin@ or administrator@<zone>), the mail system's own, and common others.
+PARENT_RESERVED_LOCAL_PARTS: frozenset[str] = frozenset(
+    {
+        # RFC 2142
+        "info", "marketing", "sales", "support", "abuse", "noc", "security",
+        "postmaster", "hostmaster", "usenet", "news", "webmaster", "www", "uucp", "ftp",
+        # CA/Browser Forum Baseline Requirements 3.2.2.4.4
+        "admin", "administrator",
+        # The mail system's own
+        "mailer-daemon", "root", "noreply", "no-reply", "nobody", "dmarc", "dkim",
+        "ssl-admin", "security-alert",
+    }
+)
+# Inventory variables whose addresses (local@<zone>) and host names
+# (<label>.<zone>) no request may take: see inventory_policy().
+INVENTORY_NAME_VARIABLES: tuple[str, ...] = (
+    "sop_zone_base_records", "sop_nameservers", "sop_hostmaster", "sop_mail_hostname",
+    "sop_mail_dns", "sop_letterhead", "sop_administrator", "sop_mail_client", "sop_sftp",
+    "sop_web_cname", "sop_dns_tsig_key_name", "nginx_acme_email",
+)
+# ns1, ns2, ... whether the inventory lists them yet or not.
+_NAMESERVER_LABEL_RE = re.compile(r"ns[0-9]+")
+# The shape of a shortened hosting account name's label part (model.hosting_username):
+# a label of this shape could be given the account of a long label.
+_SHORTENED_ACCOUNT_RE = re.compile(r".*-[0-9a-f]{8}")
 DEFAULT_POLICY: dict[str, Any] = {
     "zone": "sumbabaratdayakab.go.id",
     "reserved_labels": [],
+    # Local parts on the parent domain the inventory itself uses (inventory_policy).
+    "reserved_local_parts": [],
     "allowed_special_local_parts": [],
     "max_mailbox_quota": "10G",
     "max_hosting_quota": "20G",
@@ -145,6 +178,7 @@ class _Policy:
 
     zone: str
     reserved_labels: frozenset[str]
+    parent_reserved_local_parts: frozenset[str]
     special_local_parts: frozenset[str]  # the contract's, minus those the inventory allows
     max_mailbox_quota: int
     max_hosting_quota: int
@@ -191,6 +225,8 @@ def _resolve_policy(policy: Mapping[str, Any] | None) -> _Policy:
     return _Policy(
         zone=checked("zone", _policy_zone),
         reserved_labels=CONTRACT_RESERVED_LABELS | checked("reserved_labels", _policy_names),
+        parent_reserved_local_parts=PARENT_RESERVED_LOCAL_PARTS
+        | checked("reserved_local_parts", _policy_names),
         special_local_parts=CONTRACT_SPECIAL_LOCAL_PARTS
         - checked("allowed_special_local_parts", _policy_names),
         max_mailbox_quota=checked("max_mailbox_quota", parse_size),
@@ -627,9 +663,14 @@ def _check_subdomain(chk: _Checked, policy: _Policy) -> None:
     if chk.name not in {label + suffix for suffix in REQUEST_SUFFIXES}:
         chk.report(("subdomain",), f"must equal the file name: rename the file to {label}.yml, "
                                    "or correct the subdomain")
-    elif label in policy.reserved_labels:
-        chk.report(("subdomain",), "is a name the inventory reserves and cannot be given "
-                                   "to an agency")
+    elif label in policy.reserved_labels or _NAMESERVER_LABEL_RE.fullmatch(label):
+        chk.report(("subdomain",), "is a name the inventory reserves (a name of the zone "
+                                   "itself, its servers or its name servers) and cannot be "
+                                   "given to an agency")
+    elif _SHORTENED_ACCOUNT_RE.fullmatch(label) and len(HOSTING_PREFIX + label) <= MAX_USERNAME:
+        chk.report(("subdomain",), "ends in '-' and 8 hexadecimal digits, the shape of a long "
+                                   "label's shortened hosting account name; choose a label "
+                                   "that does not end so")
 
 
 def _check_dates(chk: _Checked, today: datetime.date) -> None:
@@ -711,6 +752,12 @@ def _check_local_parts(chk: _Checked, policy: _Policy) -> dict[str, FieldPath] |
             if local_part in policy.special_local_parts:
                 chk.report(field_path, "is reserved for the mail server's own use; "
                                        "the inventory does not allow it in a request")
+            elif parent and local_part.lower() in policy.parent_reserved_local_parts:
+                chk.report(field_path, f"{local_part}@{policy.zone} is reserved on the parent "
+                                       "domain: it is a role address of the whole zone "
+                                       "(RFC 2142, certificate authorities' proof of control) "
+                                       "or one the inventory itself uses; choose another "
+                                       "local part, or mail.domain: subdomain")
             elif parent:
                 chk.parent_local_parts.append((local_part, field_path))
     return owners if complete else None
@@ -816,6 +863,21 @@ def _check_unique_subdomains(checks: list[_Checked]) -> None:
         if isinstance(label := chk.get("subdomain"), str):
             holders[label].append((chk, ("subdomain",)))
     _report_shared(holders, lambda _, others: f"is also requested by {others}")
+
+
+def _check_unique_hosting_accounts(checks: list[_Checked]) -> None:
+    """No two labels give the same hosting account name (a long label is shortened)."""
+    holders: _Holders = defaultdict(list)
+    for chk in checks:
+        label = chk.get("subdomain")
+        if isinstance(label, str) and "hosting" in (chk.data or {}):
+            holders[hosting_username(label)].append((chk, ("subdomain",)))
+    # The same label twice is _check_unique_subdomains' to report.
+    clashes = {name: group for name, group in holders.items()
+               if len({chk.get("subdomain") for chk, _ in group}) > 1}
+    _report_shared(clashes, lambda name, others: (
+        f"would get the hosting account {name}, which {others} would get too; "
+        "choose another label"))
 
 
 def _check_parent_local_parts(checks: list[_Checked], zone: str) -> None:
@@ -987,6 +1049,54 @@ def _request_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path],
 REGENCY_TZ = datetime.timezone(datetime.timedelta(hours=8), "WITA")
 
 
+def _inventory_names(value: object, zone: str, labels: set[str], local_parts: set[str]) -> None:
+    """Collect, from an inventory value, the zone's labels and parent-domain local parts."""
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _inventory_names(item, zone, labels, local_parts)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _inventory_names(item, zone, labels, local_parts)
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("mailto:").rstrip(".")
+        local, at, domain = text.rpartition("@")
+        if at and domain == zone and local:
+            local_parts.add(local)
+        elif not at and text.endswith("." + zone):
+            labels.add(text.removesuffix("." + zone).rsplit(".", 1)[-1])
+
+
+def inventory_policy(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The request policy of an inventory: ``sop_policy`` and ``sop_zone``, plus the
+    names the inventory itself uses, which no request may take.
+
+    Reserved labels: the names of ``sop_zone_base_records`` and ``sop_nameservers``
+    and every host name ``<label>.<zone>`` in :data:`INVENTORY_NAME_VARIABLES`.
+    Reserved parent-domain local parts: every address ``<local>@<zone>`` there
+    (the hostmaster, the DMARC report address, the letterhead's email, ...).
+    ``variables`` is the inventory's variables as ``localhost`` sees them (the
+    wrapper's settings, or ``hostvars.localhost`` in a play); only the names
+    above are read.
+    """
+    zone = variables["sop_zone"]
+    policy = dict(variables.get("sop_policy") or {})
+    labels: set[str] = set()
+    local_parts: set[str] = set()
+    for name in INVENTORY_NAME_VARIABLES:
+        if name in variables:
+            _inventory_names(variables[name], zone, labels, local_parts)
+    for key in ("sop_zone_base_records", "sop_nameservers"):
+        for entry in variables.get(key) or []:
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            if isinstance(name, str) and name not in ("@", ""):
+                labels.add(name.lower().rstrip(".").removesuffix("." + zone).rsplit(".", 1)[-1])
+    policy["reserved_labels"] = sorted(set(policy.get("reserved_labels") or []) | labels)
+    policy["reserved_local_parts"] = sorted(set(policy.get("reserved_local_parts") or [])
+                                            | local_parts)
+    policy["zone"] = zone
+    return policy
+
+
 def regency_today() -> datetime.date:
     return datetime.datetime.now(REGENCY_TZ).date()
 
@@ -1012,6 +1122,7 @@ def validate_paths(
     files, problems = _request_files(paths)
     checks = [_check_file(path, rules, today) for path in files]
     _check_unique_subdomains(checks)
+    _check_unique_hosting_accounts(checks)
     _check_parent_local_parts(checks, rules.zone)
     _check_alias_loops(checks)
     requests = [

@@ -206,7 +206,10 @@ def test_contract_example_is_valid_and_normalized(tmp_path: Path) -> None:
         pytest.param(put("agency.category", "layanan_publik"), "dinkes.yml", id="public-service"),
         pytest.param(put("status", "suspended"), "dinkes.yml", id="suspended"),
         pytest.param(put("status", "active"), "dinkes.yml", id="status-active"),
-        pytest.param(put("mail.domain", "parent"), "dinkes.yml", id="parent-domain"),
+        pytest.param(both(put("mail.domain", "parent"),
+                          put("mail.mailboxes[0].local_part", "dinkes"),
+                          put("mail.aliases", [{"local_part": "dinkes-info", "to": ["dinkes"]}])),
+                     "dinkes.yml", id="parent-domain"),
         pytest.param(put("letter.date", "2026-11-30"), "dinkes.yml", id="letter-dated-today"),
         pytest.param(put("agency.name", "Dinas Kependudukan & Pencatatan Sipil"), "dinkes.yml",
                      id="ampersand"),
@@ -247,10 +250,11 @@ def test_aliases_resolve_to_full_lowercase_addresses(tmp_path: Path) -> None:
 
 
 def test_parent_domain_addresses(tmp_path: Path) -> None:
-    (req,), _ = check(tmp_path, request(mail={**CONTRACT["mail"], "domain": "parent"}))
+    (req,), _ = check(tmp_path, parent_request(
+        "dinkes", "dinkes", [{"local_part": "dinkes-info", "to": ["dinkes"]}]))
     assert req["mail"]["address_domain"] == ZONE
-    assert req["mail"]["mailboxes"][0]["address"] == f"admin@{ZONE}"
-    assert req["mail"]["aliases"][0]["to"] == [f"admin@{ZONE}"]
+    assert req["mail"]["mailboxes"][0]["address"] == f"dinkes@{ZONE}"
+    assert req["mail"]["aliases"][0]["to"] == [f"dinkes@{ZONE}"]
 
 
 def test_quoted_date_and_bom_are_accepted(tmp_path: Path) -> None:
@@ -723,16 +727,16 @@ def parent_request(label: str, mailbox: str, aliases: list[dict] | None = None) 
 
 
 def test_parent_local_parts_are_unique_across_files(tmp_path: Path) -> None:
-    write(tmp_path, "dinkes.yml", dump(parent_request("dinkes", "admin")))
+    write(tmp_path, "dinkes.yml", dump(parent_request("dinkes", "umum")))
     write(tmp_path, "dinsos.yml", dump(parent_request(
-        "dinsos", "sekretariat", [{"local_part": "admin", "to": ["sekretariat"]}])))
+        "dinsos", "sekretariat", [{"local_part": "umum", "to": ["sekretariat"]}])))
     requests, problems = validate_paths([tmp_path], today=TODAY)
     assert requests == []
     assert [(Path(p.file).name, p.field) for p in problems] == [
         ("dinkes.yml", "mail.mailboxes[0].local_part"),
         ("dinsos.yml", "mail.aliases[0].local_part"),
     ]
-    assert f"admin@{ZONE} is also requested by {tmp_path / 'dinsos.yml'}" in problems[0].message
+    assert f"umum@{ZONE} is also requested by {tmp_path / 'dinsos.yml'}" in problems[0].message
     assert "unique regency-wide" in problems[1].message
     assert all(p.line is not None for p in problems)
 
@@ -758,19 +762,19 @@ def test_subdomain_is_unique_across_files(tmp_path: Path) -> None:
 
 def test_alias_loop_across_files(tmp_path: Path) -> None:
     write(tmp_path, "dinkes.yml", dump(parent_request(
-        "dinkes", "admin", [{"local_part": "info", "to": [f"halo@{ZONE}"]}])))
+        "dinkes", "umum", [{"local_part": "kabar", "to": [f"halo@{ZONE}"]}])))
     write(tmp_path, "dinsos.yml", dump(parent_request(
-        "dinsos", "kepala", [{"local_part": "halo", "to": [f"INFO@{ZONE}", "kepala"]}])))
+        "dinsos", "kepala", [{"local_part": "halo", "to": [f"KABAR@{ZONE}", "kepala"]}])))
     requests, problems = validate_paths([tmp_path], today=TODAY)
     assert requests == []
     assert [(Path(p.file).name, p.field) for p in problems] == [
         ("dinkes.yml", "mail.aliases[0].to"), ("dinsos.yml", "mail.aliases[0].to")]
-    assert all(f"halo@{ZONE}, info@{ZONE} forward to each other" in p.message for p in problems)
+    assert all(f"halo@{ZONE}, kabar@{ZONE} forward to each other" in p.message for p in problems)
 
 
 def test_alias_chain_across_files_is_fine(tmp_path: Path) -> None:
     write(tmp_path, "dinkes.yml", dump(parent_request(
-        "dinkes", "admin", [{"local_part": "info", "to": [f"halo@{ZONE}"]}])))
+        "dinkes", "umum", [{"local_part": "kabar", "to": [f"halo@{ZONE}"]}])))
     write(tmp_path, "dinsos.yml", dump(parent_request(
         "dinsos", "kepala", [{"local_part": "halo", "to": ["kepala"]}])))
     requests, problems = validate_paths([tmp_path], today=TODAY)
