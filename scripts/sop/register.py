@@ -83,11 +83,9 @@ def hash_passwords(passwords: list[str]) -> list[str]:
 
 
 def vault_password(password_file: str | os.PathLike | None = None) -> bytes:
-    """The vault password: ``$SOP_VAULT_PASSWORD``, else the file
-    ``$SOP_VAULT_PASSWORD_FILE`` names, else the given file (the inventory's
-    ``sop_vault_password_file``). The environment comes first, as the README
-    lists them: the inventory always names a file, so a file named in the
-    environment after it would never be read."""
+    """The vault password: ``$SOP_VAULT_PASSWORD``, else the file named by
+    ``$SOP_VAULT_PASSWORD_FILE``, else the given file (the inventory's
+    ``sop_vault_password_file``): the environment wins over the inventory."""
     if os.environ.get(VAULT_ENV):
         return os.environ[VAULT_ENV].encode()
     path = os.environ.get(VAULT_FILE_ENV) or password_file
