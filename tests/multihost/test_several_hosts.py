@@ -311,7 +311,7 @@ def test_an_unreachable_web_host_stops_the_run_like_an_unreachable_mail_host(mul
     serial_before = serial("ns1")
     web1.unplug()
     try:
-        multihost.add_request("dinsos", "DINSOS")
+        multihost.add_request("disperkim", "DISPERKIM")
         run = multihost.apply()
     finally:
         web1.plug_in_and_boot()
@@ -327,5 +327,5 @@ def test_an_unreachable_web_host_stops_the_run_like_an_unreachable_mail_host(mul
     # Nothing changed anywhere: not the mail host, not the DNS.
     assert sum(record["changed"].values()) == 0, record["changed"]
     assert serial("ns1") == serial_before
-    assert ask("ns1", f"dinsos.{ZONE}", "A")[0] == dns.rcode.NXDOMAIN
-    assert not any("dinsos" in k for k in multihost.register().accounts)
+    assert ask("ns1", f"disperkim.{ZONE}", "A")[0] == dns.rcode.NXDOMAIN
+    assert not any("disperkim" in k for k in multihost.register().accounts)
