@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import imaplib
+import ipaddress
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,32 @@ def _dns(fqdn: str, rdtype: str, server: str, port: int = 53) -> list[str]:
     )
 
 
+def _is_address(text: object) -> bool:
+    try:
+        ipaddress.ip_address(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def expected_dns(rdtype: str, cfg: Mapping) -> str | None:
+    """What the name must answer: the web server's IPv4 address (``web_ipv4``,
+    else ``web_address`` when it is an address) for A; the mail host's name
+    (``mail_hostname``, else ``imap_server_name``, else ``imap_host`` when it
+    is a name) for the MX exchange. None when the settings do not say."""
+    if rdtype == "A":
+        want = cfg.get("web_ipv4") or cfg.get("web_address")
+        return str(want) if want and _is_address(want) else None
+    for key in ("mail_hostname", "imap_server_name", "imap_host"):
+        host = cfg.get(key)
+        if host and not _is_address(host):
+            return str(host).rstrip(".").lower() + "."
+    return None
+
+
 def check_dns(req: Mapping, cfg: Mapping) -> dict:
+    """The name answers, and with what it must: the web server (A) or the mail
+    host (MX exchange). Another answer, or none, is a failed check."""
     rdtype = "A" if req.get("hosting") else "MX"
     fqdn = req["fqdn"] if req.get("hosting") or req["mail"]["domain"] == "subdomain" \
         else req["mail"]["address_domain"]
@@ -43,8 +69,15 @@ def check_dns(req: Mapping, cfg: Mapping) -> dict:
         answers = _dns(fqdn, rdtype, cfg["dns_server"], int(cfg.get("dns_port", 53)))
     except Exception as exc:  # network errors of every kind are a failed check
         return _result(req, "dns", fqdn, False, f"{rdtype}: {exc.__class__.__name__}")
-    return _result(req, "dns", fqdn, bool(answers),
-                   f"{rdtype} {', '.join(answers)}" if answers else f"no {rdtype} answer")
+    if not answers:
+        return _result(req, "dns", fqdn, False, f"no {rdtype} answer")
+    detail = f"{rdtype} {', '.join(answers)}"
+    want = expected_dns(rdtype, cfg)
+    if want is None:
+        return _result(req, "dns", fqdn, True, detail)
+    got = answers if rdtype == "A" else [a.split()[-1].lower() for a in answers]
+    ok = set(got) == {want}
+    return _result(req, "dns", fqdn, ok, detail if ok else f"{detail} (diharapkan {want})")
 
 
 def check_http(req: Mapping, cfg: Mapping, suspended: bool = False) -> dict:

@@ -168,6 +168,15 @@ def lab(lab_apply, tmp_path_factory):
 @pytest.fixture(scope="module")
 def changed(lab):
     folder = lab["folder"]
+    # The agency's own page, uploaded before its event is archived: the undo must
+    # bring back this file, not a placeholder written again.
+    lab["own_page"] = (f"milik-pasola-{uid()}.html", f"Halaman pasola {uid()}\n")
+    client = ssh("w-pasola", password("hosting:pasola"))
+    try:
+        with client.open_sftp() as sftp, sftp.open(f"/public/{lab['own_page'][0]}", "w") as fh:
+            fh.write(lab["own_page"][1])
+    finally:
+        client.close()
 
     def dinkes(doc):
         doc["hosting"]["quota"] = "768M"
@@ -388,12 +397,13 @@ def test_an_archive_is_purged_once_the_retention_has_passed(purged):
     imaps(ADMIN, password(ADMIN)).logout()
 
 
-def test_an_event_is_archived_a_month_after_it_ended(purged):
+def test_an_event_is_archived_a_month_after_it_ended(lab, purged):
     assert answer(f"pasola.{ZONE}", "A")[0] == dns.rcode.NXDOMAIN
     status, _, body = get(f"pasola.{ZONE}")
     assert status == 404 and "Pasola" not in body
     assert not (WEB_ROOT / "pasola").exists()
     assert archives(WEB_ROOT, "pasola") == ["pasola-2027-05-06"]
+    assert get(f"pasola.{ZONE}", f"/{lab['own_page'][0]}")[0] == 404
     shadow = dict(line.split(":")[:2] for line in Path("/etc/shadow").read_text().splitlines())
     assert shadow["w-pasola"].startswith("!")
     assert sftp_refused("w-pasola", password("hosting:pasola"))
@@ -409,7 +419,13 @@ def test_the_lab_examples_come_back_as_they_were(lab, purged):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     status, _, body = get(f"pasola.{ZONE}")
     assert status == 200 and "Festival Pasola 2027" in body
-    ssh("w-pasola", password("hosting:pasola")).close()
+    name, content = lab["own_page"]  # the agency's own file, back from the archive
+    status, _, body = get(f"pasola.{ZONE}", f"/{name}")
+    assert (status, body) == (200, content)
+    client = ssh("w-pasola", password("hosting:pasola"))
+    with client.open_sftp() as sftp:
+        sftp.remove(f"/public/{name}")
+    client.close()
     accounts = register().accounts
     assert {k: accounts[k]["hash"] for k in lab["hashes"]} == lab["hashes"]
     assert not any(e.get("archived") for e in accounts.values())

@@ -21,6 +21,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.xfr
 import pytest
 
 from .conftest import ZONE, address
@@ -134,8 +135,10 @@ def test_primary_and_secondary_answer_for_every_request(first, requests):
 
 
 def test_the_secondary_refuses_to_transfer_the_zone_to_anyone(first):
-    with pytest.raises(dns.exception.DNSException):
+    # Refused by the server, not a timeout or a network error.
+    with pytest.raises(dns.xfr.TransferError) as refused:
         list(dns.query.xfr(address("ns2"), ZONE, timeout=3, lifetime=5))
+    assert refused.value.rcode == dns.rcode.REFUSED
 
 
 def test_mail_is_delivered_on_the_mail_host_and_read_over_imap(multihost, requests):
@@ -231,7 +234,7 @@ def test_the_run_completes_while_the_secondary_is_down(multihost, first):
         # Everything else was done: the primary serves the new name, the site is up.
         assert ask("ns1", f"disdik.{ZONE}", "A")[1] == [address("web1")]
         assert http_get("web1", f"disdik.{ZONE}")[0] == 200
-        assert serial("ns1") > 0
+        assert serial("ns1") > serial_before  # the new name came with a new serial
     finally:
         ns2.plug_in_and_boot()
     # Back up, ns2 missed the NOTIFY. BIND may ask the primary by itself once it
@@ -301,3 +304,28 @@ def test_an_unreachable_mail_host_stops_the_run_before_dns(multihost, first):
     assert http_get("web1", f"disnaker.{ZONE}")[1].count("DISNAKER") == 0
     assert not any(k.endswith("disnaker." + ZONE) or "disnaker" in k
                    for k in multihost.register().accounts)
+
+
+def test_an_unreachable_web_host_stops_the_run_like_an_unreachable_mail_host(multihost, first):
+    web1 = multihost.host("web1")
+    serial_before = serial("ns1")
+    web1.unplug()
+    try:
+        multihost.add_request("disperkim", "DISPERKIM")
+        run = multihost.apply()
+    finally:
+        web1.plug_in_and_boot()
+    record = run["record"]
+    assert run["rc"] != 0
+    assert record["status"] == "failed"
+    assert "Cannot reach web1 over SSH" in record["failure"]
+    assert "stops before any change on any host" in record["failure"]
+    assert "TIDAK TERJANGKAU" in run["output"] and "web1" in run["output"]
+    assert [(u["host"], u["skipped"]) for u in record["unreachable"]] == [("web1", False)]
+    step3 = next(s for s in record["steps"] if s["number"] == 3)
+    assert step3["status"] == "failed"
+    # Nothing changed anywhere: not the mail host, not the DNS.
+    assert sum(record["changed"].values()) == 0, record["changed"]
+    assert serial("ns1") == serial_before
+    assert ask("ns1", f"disperkim.{ZONE}", "A")[0] == dns.rcode.NXDOMAIN
+    assert not any("disperkim" in k for k in multihost.register().accounts)

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -82,9 +81,7 @@ LINE = re.compile(r"(?P<file>[^:]+?)(?::(?P<line>\d+))?: (?P<rest>.+)")
 
 
 def test_hostile_files_give_exit_1_and_one_line_per_problem(hostile: Path) -> None:
-    start = time.perf_counter()
-    result = sop("-i", LAB, "validate", str(hostile))
-    assert time.perf_counter() - start < 20
+    result = sop("-i", LAB, "validate", str(hostile))  # a hang (fifo, /dev/zero) times out
     err = result.stderr.decode("utf-8")  # every line is valid UTF-8, whatever the names
     assert result.returncode == 1
     assert result.stdout == b""
@@ -196,16 +193,12 @@ def test_synth_from_the_shell(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "usage" in bad.stderr
 
 
-def test_validating_500_requests_with_the_command_is_fast(tmp_path: Path) -> None:
+def test_validating_500_requests_with_the_command(tmp_path: Path) -> None:
+    # How long it takes is scripts/bench's business (target 2 s), not a test's.
     synth.generate(500, tmp_path)
-    start = time.perf_counter()
     result = sop("-i", PRODUCTION, "validate", str(tmp_path))
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"500 request(s) valid.\n"
-    # The target is 2 s; about 0.8 s here (process start, inventory, 500 files).
-    # The margin is for a loaded machine; a slowdown of several times still fails.
-    assert elapsed < 4.0, f"sop validate took {elapsed:.2f} s for 500 requests"
 
 
 # --- Issue 17: one exit code per problem, help for every command, no tracebacks -------------

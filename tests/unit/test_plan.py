@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -499,7 +498,7 @@ def test_exit_codes(repo: Path) -> None:
     assert missing.returncode == 2 and "sop: the base nowhere is not a commit" in missing.stderr
 
 
-def test_many_requests_plan_quickly(tmp_path: Path) -> None:
+def test_many_requests_plan(tmp_path: Path) -> None:
     root = tmp_path / "big"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
@@ -507,11 +506,9 @@ def test_many_requests_plan_quickly(tmp_path: Path) -> None:
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "500 requests")
     (root / "requests" / "dinas-0001.yml").unlink()
-    start = time.perf_counter()
-    plan = planned(root)
-    elapsed = time.perf_counter() - start
+    plan = planned(root)  # its speed is scripts/bench's business
     assert plan["summary"]["existing"] == 500 and plan["summary"]["removed"] == 1
-    assert elapsed < 8.0  # about 1.5 s here: two sets of 500 validated, one git read
+    assert labels(plan["agencies"]["removed"]) == ["dinas-0001"]
     assert len(render_markdown(plan)) < 1 << 20  # a job summary holds at most 1 MiB
 
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from passlib.hash import sha512_crypt
 
 from sop import register as reg
@@ -92,6 +98,11 @@ def test_vault_password_sources(tmp_path, monkeypatch):
     (tmp_path / "empty").write_text("")
     with pytest.raises(reg.RegisterError, match="is empty"):
         reg.vault_password(tmp_path / "empty")
+    other = tmp_path / "other"
+    other.write_text("from-env-file\n")
+    monkeypatch.setenv(reg.VAULT_FILE_ENV, str(other))
+    assert reg.vault_password(None) == b"from-env-file"
+    assert reg.vault_password(f) == b"from-env-file"  # over the inventory's file
     monkeypatch.setenv(reg.VAULT_ENV, "from-env")
     assert reg.vault_password(f) == b"from-env"
 
@@ -152,3 +163,32 @@ def test_each_key_gets_its_own_random_secret():
     r.ensure_keys([{"name": "a"}, {"name": "b"}])
     assert r.keys["a"]["secret"] != r.keys["b"]["secret"]
     assert r.keys["a"]["algorithm"] == "hmac-sha256"
+
+
+def test_the_command_reads_the_vault_password_from_sop_vault_password_file(tmp_path):
+    """`sop names` opens the register: with the inventory's file wrong, the
+    password from $SOP_VAULT_PASSWORD_FILE opens it, and nothing else does."""
+    repo = Path(__file__).resolve().parents[2]
+    inventory = tmp_path / "inventory"
+    shutil.copytree(repo / "inventory" / "lab", inventory)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "wrong").write_text("not-the-password\n")
+    (state / "right").write_text("the-password\n")
+    register = reg.Register(state / "register.vault.yml", b"the-password")
+    register.ensure([{"id": "admin@dinkes.sumbabaratdayakab.go.id", "subdomain": "dinkes",
+                      "username": "admin@dinkes.sumbabaratdayakab.go.id", "kind": "mailbox"}])
+    register.save()
+    (inventory / "group_vars" / "all" / "zz-test.yml").write_text(yaml.safe_dump({
+        "sop_requests_dir": str(repo / "lab" / "requests"), "sop_state_dir": str(state),
+        "sop_register_file": str(state / "register.vault.yml"),
+        "sop_vault_password_file": str(state / "wrong")}))
+    env = {k: v for k, v in os.environ.items() if k not in (reg.VAULT_ENV, reg.VAULT_FILE_ENV)}
+    sop = [str(Path(sys.executable).parent / "sop"), "-i", str(inventory), "names",
+           "--format", "json"]
+    wrong = subprocess.run(sop, capture_output=True, text=True, env=env, timeout=120)
+    assert wrong.returncode == 2 and "vault" in wrong.stderr.lower(), wrong.stderr
+    right = subprocess.run(sop, capture_output=True, text=True, timeout=120,
+                           env={**env, reg.VAULT_FILE_ENV: str(state / "right")})
+    assert right.returncode == 0, right.stderr
+    assert "admin@dinkes.sumbabaratdayakab.go.id" in right.stdout

@@ -1,0 +1,119 @@
+"""The DNS post-check passes only on the answer the request must get.
+
+A small authoritative responder on 127.0.0.1 (a thread of this test, on a
+port of its own) answers what each test tells it to.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from sop import postcheck
+
+ZONE = "contoh.go.id"
+
+
+@pytest.fixture
+def answers() -> Iterator[tuple[dict, int]]:
+    """(name, type) -> rdata texts to answer; yields it and the port."""
+    table: dict[tuple[str, str], list[str]] = {}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)  # to see the stop flag
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                wire, client = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            query = dns.message.from_wire(wire)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            key = (question.name.to_text().rstrip("."), dns.rdatatype.to_text(question.rdtype))
+            if table.get(key):
+                reply.answer.append(dns.rrset.from_text_list(
+                    question.name, 300, "IN", key[1], table[key]))
+            sock.sendto(reply.to_wire(), client)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield table, sock.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    sock.close()
+
+
+def request(label: str, hosting: bool = True, domain: str = "subdomain") -> dict:
+    return {"subdomain": label, "fqdn": f"{label}.{ZONE}",
+            "hosting": {"quota_bytes": 1} if hosting else None,
+            "mail": {"domain": domain, "address_domain": f"{label}.{ZONE}"}}
+
+
+def cfg(port: int, **extra: object) -> dict:
+    return {"dns_server": "127.0.0.1", "dns_port": port, "web_address": "127.0.0.1",
+            "imap_host": "127.0.0.1", "imap_server_name": f"mail.{ZONE}", **extra}
+
+
+@pytest.mark.parametrize(("given", "ok"), [
+    (["127.0.0.1"], True),
+    (["127.0.0.2"], False),                # the name points at another server
+    (["127.0.0.1", "127.0.0.2"], False),   # half the visitors go elsewhere
+    ([], False),
+])
+def test_a_site_name_must_point_at_the_web_server(answers, given, ok) -> None:
+    table, port = answers
+    table[(f"dinkes.{ZONE}", "A")] = given
+    result = postcheck.check_dns(request("dinkes"), cfg(port))
+    assert (result["check"], result["target"], result["ok"]) == ("dns", f"dinkes.{ZONE}", ok)
+    if given and not ok:
+        assert "diharapkan 127.0.0.1" in result["detail"]
+
+
+def test_web_ipv4_says_what_the_name_must_answer(answers) -> None:
+    table, port = answers
+    table[(f"dinkes.{ZONE}", "A")] = ["192.0.2.80"]
+    assert postcheck.check_dns(request("dinkes"), cfg(port, web_ipv4="192.0.2.80"))["ok"]
+    assert not postcheck.check_dns(request("dinkes"), cfg(port))["ok"]
+
+
+@pytest.mark.parametrize(("given", "ok"), [
+    ([f"10 mail.{ZONE}."], True),
+    ([f"20 MAIL.{ZONE.upper()}."], True),   # names compare without case
+    (["10 mx.elsewhere.example."], False),
+    ([f"10 mail.{ZONE}.", "20 mx.elsewhere.example."], False),
+    ([], False),
+])
+def test_a_mail_only_name_must_name_the_mail_host(answers, given, ok) -> None:
+    table, port = answers
+    table[(f"dukcapil.{ZONE}", "MX")] = given
+    result = postcheck.check_dns(request("dukcapil", hosting=False), cfg(port))
+    assert result["ok"] is ok, result
+
+
+def test_the_expected_mail_host_comes_from_the_settings() -> None:
+    assert postcheck.expected_dns("MX", {"imap_host": f"mail.{ZONE}"}) == f"mail.{ZONE}."
+    assert postcheck.expected_dns("MX", {"imap_host": "127.0.0.1",
+                                         "imap_server_name": f"Mail.{ZONE}."}) == f"mail.{ZONE}."
+    assert postcheck.expected_dns("MX", {"imap_host": "127.0.0.1"}) is None
+    assert postcheck.expected_dns("A", {"web_address": "web.example"}) is None
+    assert postcheck.expected_dns("A", {"web_address": "::1"}) == "::1"
+
+
+def test_no_server_is_a_failed_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postcheck, "TIMEOUT", 0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = postcheck.check_dns(request("dinkes"), cfg(port))
+    assert result["ok"] is False and result["detail"].startswith("A: ")
