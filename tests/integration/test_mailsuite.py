@@ -1,5 +1,10 @@
 """What agencies' mail does every day beyond delivery (issue 18), on the lab.
 
+Mail programs configure themselves: Thunderbird's autoconfig, Outlook's
+autodiscover and the RFC 6186 SRV records of every mail domain say what the
+printout says. MTA-STS: the policy served over HTTPS at mta-sts.<domain> and
+its id in DNS, which changes when, and only when, the policy does.
+
 Spam filtering: rspamd as Postfix's milter refuses GTUBE at SMTP time, a
 message it scores as spam is filed into Junk by Dovecot's global Sieve script,
 ordinary mail arrives untouched, a holder's own (authenticated) mail is never
@@ -14,15 +19,22 @@ import email.policy
 import http.client
 import json
 import os
+import re
 import smtplib
+import socket
+import ssl
 import stat
 import subprocess
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
 import pytest
 
 from .conftest import playbook, recap
@@ -227,4 +239,186 @@ def test_a_broken_rspamd_setting_is_refused_before_it_goes_live(lab_apply):
     out = subprocess.run(["rspamc", "-h", "127.0.0.1:11333"], input=f"Subject: t\n\n{GTUBE}\n",
                          capture_output=True, text=True, timeout=30)
     assert "Action: reject" in out.stdout, out.stdout + out.stderr
+
+
+# --- Mail programs configure themselves -----------------------------------
+
+WEB_CA = "/etc/nginx/sop-lab-ca/ca.crt"
+
+
+def https(host: str, path: str, method: str = "GET", body: bytes | None = None,
+          tls: bool = True) -> tuple[int, dict, bytes]:
+    """A request to the lab's web server for ``host`` (SNI and certificate
+    checked against the lab CA for that name)."""
+    if tls:
+        ctx = ssl.create_default_context(cafile=WEB_CA)
+        conn = http.client.HTTPSConnection(host, 443, context=ctx, timeout=10)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), 10),
+                                    server_hostname=host)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def printout_settings(settings, label: str) -> dict:
+    """IMAP and SMTP host, port and security as the printout PDF states them."""
+    pdf = settings.state_dir / "printouts" / f"{label}.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    out = {}
+    for kind in ("IMAP", "SMTP"):
+        m = re.search(rf"\({kind}\)\s+(\S+)\s+(\d+)\s+(SSL/TLS|STARTTLS)", text)
+        assert m, f"no {kind} line on the printout"
+        out[kind] = {"host": m[1], "port": int(m[2]), "security": m[3]}
+    return out
+
+
+def srv(name: str) -> list[tuple[int, int, str]]:
+    r = dns.query.udp(dns.message.make_query(name, "SRV"), "127.0.0.1", timeout=3)
+    return sorted((rd.priority, rd.port, rd.target.to_text())
+                  for rrset in r.answer if rrset.rdtype == dns.rdatatype.SRV for rd in rrset)
+
+
+def dns_txt(name: str) -> list[str]:
+    r = dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", timeout=3)
+    return sorted(b"".join(rd.strings).decode() for rrset in r.answer
+                  if rrset.rdtype == dns.rdatatype.TXT for rd in rrset)
+
+
+def mail_requests(requests):
+    return [r for r in requests if r["mail"]]
+
+
+def test_thunderbird_autoconfig_says_what_the_printout_says(requests, settings):
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        paper = printout_settings(settings, req["subdomain"])
+        # Thunderbird asks over HTTPS, then over plain HTTP: both answer.
+        for tls in (True, False):
+            status, headers, body = https(f"autoconfig.{domain}", "/mail/config-v1.1.xml",
+                                          tls=tls)
+            assert status == 200 and headers["content-type"].startswith("application/xml")
+            provider = ET.fromstring(body).find("emailProvider")  # noqa: S314 (the lab)
+            assert provider.get("id") == domain and provider.findtext("domain") == domain
+            imap = provider.find("incomingServer[@type='imap']")
+            smtp = provider.find("outgoingServer[@type='smtp']")
+            for server, kind in ((imap, "IMAP"), (smtp, "SMTP")):
+                assert server.findtext("hostname") == paper[kind]["host"]
+                assert int(server.findtext("port")) == paper[kind]["port"]
+                want = {"SSL/TLS": "SSL", "STARTTLS": "STARTTLS"}[paper[kind]["security"]]
+                assert server.findtext("socketType") == want
+                assert server.findtext("username") == "%EMAILADDRESS%"
+
+
+def test_outlook_autodiscover_answers_a_post_with_the_printouts_settings(requests, settings):
+    ns = {"a": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        address = req["mail"]["mailboxes"][0]["address"]
+        paper = printout_settings(settings, req["subdomain"])
+        ask = (f'<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.'
+               f'microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request>'
+               f"<EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://"
+               f"schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+               f"</AcceptableResponseSchema></Request></Autodiscover>").encode()
+        status, headers, body = https(f"autodiscover.{domain}", "/autodiscover/autodiscover.xml",
+                                      method="POST", body=ask)
+        assert status == 200 and headers["content-type"].startswith("application/xml")
+        protocols = {p.findtext("a:Type", namespaces=ns): p
+                     for p in ET.fromstring(body).iterfind(".//a:Protocol", ns)}  # noqa: S314
+        assert set(protocols) == {"IMAP", "SMTP"}
+        for kind, p in protocols.items():
+            assert p.findtext("a:Server", namespaces=ns) == paper[kind]["host"]
+            assert int(p.findtext("a:Port", namespaces=ns)) == paper[kind]["port"]
+            want = {"SSL/TLS": "SSL", "STARTTLS": "TLS"}[paper[kind]["security"]]
+            assert p.findtext("a:Encryption", namespaces=ns) == want
+        # Outlook's capitals, too.
+        assert https(f"autodiscover.{domain}", "/Autodiscover/Autodiscover.xml",
+                     method="POST", body=ask)[0] == 200
+
+
+def test_srv_records_name_the_printouts_servers(requests, settings):
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        paper = printout_settings(settings, req["subdomain"])
+        imap_name = "_imaps._tcp" if paper["IMAP"]["security"] == "SSL/TLS" else "_imap._tcp"
+        host = paper["IMAP"]["host"] + "."
+        assert srv(f"{imap_name}.{domain}") == [(0, paper["IMAP"]["port"], host)]
+        other = "_imap._tcp" if imap_name == "_imaps._tcp" else "_imaps._tcp"
+        assert [p for p, _, _ in srv(f"{other}.{domain}")] == [10], "the other way comes after"
+        assert srv(f"_submission._tcp.{domain}") == [(0, paper["SMTP"]["port"],
+                                                      paper["SMTP"]["host"] + ".")]
+
+
+def test_names_that_are_not_a_mail_domains_get_nothing(requests):
+    hosting_only = [r for r in requests if not r["mail"]]
+    names = [f"autoconfig.{r['subdomain']}.sumbabaratdayakab.go.id" for r in hosting_only]
+    names.append("autoconfig.tidakada.sumbabaratdayakab.go.id")
+    for name in names:
+        status, _, body = https(name, "/mail/config-v1.1.xml", tls=False)
+        assert b"emailProvider" not in body, name
+        assert srv(f"_submission._tcp.{name.split('.', 1)[1]}") == []
+
+
+# --- MTA-STS and TLS-RPT --------------------------------------------------
+
+def sts_policy(domain: str) -> dict:
+    status, headers, body = https(f"mta-sts.{domain}", "/.well-known/mta-sts.txt")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode("ascii")
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), "CRLF lines"
+    return dict(line.split(": ", 1) for line in text.split("\r\n") if line)
+
+
+def sts_id(domain: str) -> str:
+    records = [t for t in dns_txt(f"_mta-sts.{domain}") if t.startswith("v=STSv1")]
+    assert len(records) == 1, records
+    fields = dict(f.strip().split("=", 1) for f in records[0].split(";") if f.strip())
+    assert re.fullmatch(r"[A-Za-z0-9]{1,32}", fields["id"])
+    return fields["id"]
+
+
+def sts_state(domains) -> dict:
+    return {d: (sts_id(d), sts_policy(d)) for d in domains}
+
+
+def test_mta_sts_policy_and_tls_rpt_for_every_mail_domain(requests):
+    domains = sorted({r["mail"]["address_domain"] for r in mail_requests(requests)})
+    for domain in domains:
+        policy = sts_policy(domain)
+        assert policy == {"version": "STSv1", "mode": "testing",
+                          "mx": "mail.sumbabaratdayakab.go.id", "max_age": "86400"}, policy
+        assert dns_txt(f"_smtp._tls.{domain}") == [
+            "v=TLSRPTv1; rua=mailto:dmarc@sumbabaratdayakab.go.id"]
+        # The policy is for HTTPS only and nothing else is served there.
+        assert https(f"mta-sts.{domain}", "/.well-known/mta-sts.txt", tls=False)[2].find(
+            b"STSv1") < 0
+        assert https(f"mta-sts.{domain}", "/")[0] == 404
+
+
+def test_mta_sts_id_stays_across_runs_and_changes_with_the_mode(requests):
+    domains = sorted({r["mail"]["address_domain"] for r in mail_requests(requests)})
+    before = sts_state(domains)
+    assert len({i for i, _ in before.values()}) == 1, "one policy, one id for every domain"
+    again = playbook()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert sts_state(domains) == before, "same policy, same id"
+    enforce = {"sop_mta_sts": {"mode": "enforce", "max_age": 86400,
+                               "tls_rpt_rua": "dmarc@sumbabaratdayakab.go.id"}}
+    try:
+        changed = playbook("-e", json.dumps(enforce))
+        assert changed.returncode == 0, changed.stdout[-3000:]
+        after = sts_state(domains)
+        for domain in domains:
+            assert after[domain][1]["mode"] == "enforce"
+            assert after[domain][0] != before[domain][0], "a new policy gets a new id"
+    finally:
+        back = playbook()
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert sts_state(domains) == before, "the same policy again: the same id again"
 
