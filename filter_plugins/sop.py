@@ -60,6 +60,20 @@ def sop_mail_auth_records(requests: list[dict], settings: dict,
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def sop_mail_client_records(requests: list[dict], settings: dict) -> list[dict]:
+    try:
+        return model.mail_client_records(requests, settings)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def sop_mta_sts_policy(settings: dict) -> dict:
+    try:
+        return model.mta_sts_policy(settings)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 def sop_storage_paths(requests: list[dict], mail_path: str, web_path: str) -> list[dict]:
     from sop import storage
 
@@ -76,6 +90,9 @@ class FilterModule:
             "sop_mail_domains": model.mail_domains,
             "sop_zone_records": model.zone_records,
             "sop_mail_auth_records": sop_mail_auth_records,
+            "sop_mail_client_records": sop_mail_client_records,
+            "sop_mail_client_names": model.mail_client_names,
+            "sop_mta_sts_policy": sop_mta_sts_policy,
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
             "sop_php_pools": model.php_pools,

@@ -213,6 +213,84 @@ def mail_auth_records(requests: Iterable[Mapping], settings: Mapping,
     return records
 
 
+# Issue 18: mail programs configure themselves (Thunderbird autoconfig,
+# Outlook autodiscover, RFC 6186 SRV) and MTA-STS / TLS-RPT (RFC 8461, 8460).
+MAIL_CLIENT_LABELS = ("autoconfig", "autodiscover", "mta-sts")
+MTA_STS_MODES = ("none", "testing", "enforce")
+
+
+def mta_sts_policy(settings: Mapping) -> dict:
+    """The MTA-STS policy of every mail domain (they share the MX) and its id.
+
+    ``settings``: ``mail_hostname`` and ``mta_sts`` (``mode``: none, testing
+    or enforce; optional ``max_age`` in seconds, default one week). The id is
+    derived from the policy text: it changes when, and only when, the policy
+    does, with no state kept between runs.
+    """
+    sts = settings.get("mta_sts") or {}
+    mode = sts.get("mode", "testing")
+    if mode not in MTA_STS_MODES:
+        raise ValueError(f"MTA-STS mode {mode!r}: one of {', '.join(MTA_STS_MODES)}")
+    max_age = int(sts.get("max_age", 604800))
+    text = (f"version: STSv1\r\nmode: {mode}\r\n"
+            f"mx: {settings['mail_hostname'].rstrip('.')}\r\nmax_age: {max_age}\r\n")
+    return {"text": text, "id": hashlib.sha256(text.encode()).hexdigest()[:20]}
+
+
+def mail_client_names(requests: Iterable[Mapping]) -> list[str]:
+    """The web names each mail domain needs (autoconfig, autodiscover, mta-sts)."""
+    return [f"{label}.{d}" for d in mail_domains(requests) for label in MAIL_CLIENT_LABELS]
+
+
+def mail_client_records(requests: Iterable[Mapping], settings: Mapping) -> list[dict]:
+    """DNS records of every mail domain for mail programs and sending servers.
+
+    ``settings``: ``zone``, ``web_ipv4``, optional ``web_cname``,
+    ``mail_hostname``, ``mail_client`` (the printout's settings: ``imap_port``,
+    ``imap_security`` SSL/TLS or STARTTLS, ``smtp_port``), ``mta_sts`` (see
+    mta_sts_policy; ``tls_rpt_rua``: where TLS reports go).
+
+    autoconfig, autodiscover and mta-sts names point at the web server; SRV
+    records (RFC 6186) name the mail host, the printout's IMAP choice first
+    (priority 0) and the other form of IMAP after it; ``_mta-sts`` carries
+    the policy id and ``_smtp._tls`` the TLS-RPT address.
+    """
+    zone = settings["zone"]
+    mail = settings["mail_hostname"].rstrip(".") + "."
+    cname = (settings.get("web_cname") or "").rstrip(".")
+    client = settings.get("mail_client") or {}
+    implicit = str(client.get("imap_security", "SSL/TLS")).upper() in ("SSL/TLS", "SSL", "TLS")
+    imap_port = int(client.get("imap_port", 993 if implicit else 143))
+    imaps = f"{0 if implicit else 10} 1 {imap_port if implicit else 993} {mail}"
+    imap = f"{10 if implicit else 0} 1 {143 if implicit else imap_port} {mail}"
+    submission = f"0 1 {int(client.get('smtp_port', 587))} {mail}"
+    sts = settings.get("mta_sts") or {}
+    policy = mta_sts_policy(settings)
+    rua = str(sts.get("tls_rpt_rua") or f"postmaster@{zone}")
+    rua = rua if rua.startswith(("mailto:", "https:")) else "mailto:" + rua
+    records: list[dict] = []
+    for domain in mail_domains(requests):
+        name = _relative(domain, zone)
+
+        def at(prefix: str, name: str = name) -> str:
+            return prefix if name == "@" else f"{prefix}.{name}"
+
+        for label in MAIL_CLIENT_LABELS:
+            if cname:
+                records.append({"name": at(label), "type": "CNAME", "value": f"{cname}."})
+            else:
+                records.append({"name": at(label), "type": "A", "value": settings["web_ipv4"]})
+        records.append({"name": at("_submission._tcp"), "type": "SRV", "value": submission})
+        records.append({"name": at("_imap._tcp"), "type": "SRV", "value": imap})
+        records.append({"name": at("_imaps._tcp"), "type": "SRV", "value": imaps})
+        # Mode none too: that is how a domain withdraws its policy (RFC 8461 8.3).
+        records.append({"name": at("_mta-sts"), "type": "TXT",
+                        "value": txt_rdata(f"v=STSv1; id={policy['id']}")})
+        records.append({"name": at("_smtp._tls"), "type": "TXT",
+                        "value": txt_rdata(f"v=TLSRPTv1; rua={rua}")})
+    return records
+
+
 def wants_php(req: Mapping, settings: Mapping) -> bool:
     """Whether a site runs PHP: the request's ``hosting.php``, else ``php_default``."""
     hosting = req.get("hosting") or {}

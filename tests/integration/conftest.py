@@ -36,6 +36,13 @@ MANAGED_FILES = [
     "/etc/opendkim/KeyTable",
     "/etc/opendkim/SigningTable",
     "/etc/opendkim/TrustedHosts",
+    "/etc/dovecot/sieve/junk.sieve",
+    "/etc/dovecot/sieve/junk.svbin",
+    "/etc/rspamd/local.d/worker-proxy.inc",
+    "/etc/rspamd/local.d/actions.conf",
+    "/etc/rspamd/local.d/settings.conf",
+    "/etc/rspamd/local.d/controller-password.inc",
+    "/etc/rspamd/override.d/worker-controller.inc",
     # Keys and certificates are made once and kept.
     "/etc/opendkim/keys/sumbabaratdayakab.go.id/mail.private",
     "/etc/opendkim/keys/dinkes.sumbabaratdayakab.go.id/mail.private",

@@ -1,0 +1,424 @@
+"""What agencies' mail does every day beyond delivery (issue 18), on the lab.
+
+Mail programs configure themselves: Thunderbird's autoconfig, Outlook's
+autodiscover and the RFC 6186 SRV records of every mail domain say what the
+printout says. MTA-STS: the policy served over HTTPS at mta-sts.<domain> and
+its id in DNS, which changes when, and only when, the policy does.
+
+Spam filtering: rspamd as Postfix's milter refuses GTUBE at SMTP time, a
+message it scores as spam is filed into Junk by Dovecot's global Sieve script,
+ordinary mail arrives untouched, a holder's own (authenticated) mail is never
+marked and its DKIM signature still verifies; the controller answers on
+loopback only and only with the password kept on the host.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import http.client
+import json
+import os
+import re
+import smtplib
+import socket
+import ssl
+import stat
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from .conftest import playbook, recap
+from .mailclient import HOST, context, imaps, lab_dns_txt, message
+
+# The standard GTUBE: rspamd refuses it whatever else the message says.
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+CONTROLLER = ("127.0.0.1", 11334)
+PASSWORD_FILE = "/etc/rspamd/controller.password"
+RSPAMD_FILES = ["/etc/rspamd/local.d/worker-proxy.inc", "/etc/rspamd/local.d/actions.conf",
+                "/etc/rspamd/override.d/worker-controller.inc"]
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def mailboxes(requests):
+    return [b for r in requests if r["mail"] for b in r["mail"]["mailboxes"]]
+
+
+def password(register, address):
+    return register.accounts[address]["password"]
+
+
+def world_message(to: str, subject: str, body: str) -> EmailMessage:
+    """A well-formed message from another domain's MTA (Date, Message-ID)."""
+    msg = message("penguji@example.net", to, subject, body)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain="example.net")
+    return msg
+
+
+def spam(sender: str, tag: str) -> EmailMessage:
+    """What a spammer sends: shouted subject, no Date or Message-ID, hidden
+    recipients, HTML with nothing but links (one to a bare IP address).
+    rspamd's own rules score it between add_header (6) and reject (15)."""
+    msg = EmailMessage()
+    msg["From"] = f'"PEMENANG UNDIAN" <{sender}>'
+    msg["To"] = "undisclosed-recipients:;"
+    msg["Subject"] = f"SELAMAT ANDA MENANG HADIAH UANG TUNAI {tag.upper()}!!!"
+    msg.set_content('<html><body><a href="http://192.0.2.7/klaim">KLIK DI SINI</a> '
+                    '<a href="http://bit.ly/x">http://paypal.com</a></body></html>\n',
+                    subtype="html")
+    return msg
+
+
+def send_from_world(msg: EmailMessage, to: str | None = None) -> None:
+    with smtplib.SMTP(HOST, 25, timeout=30) as smtp:
+        smtp.ehlo("penguji.example.net")
+        smtp.starttls(context=context())
+        smtp.ehlo("penguji.example.net")
+        smtp.send_message(msg, to_addrs=[to] if to else None)
+
+
+def folders_with(address: str, pw: str, subject: str,
+                 timeout: float = 20) -> dict[str, list[bytes]]:
+    """{folder: [raw message]} for every folder holding ``subject``, waiting
+    until it is somewhere (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, list[bytes]] = {}
+        with imaps(address, pw) as imap:
+            for folder in ("INBOX", "Junk"):
+                imap.select(folder, readonly=True)
+                typ, data = imap.search(None, "SUBJECT", f'"{subject}"')
+                for num in data[0].split() if typ == "OK" else []:
+                    _, parts = imap.fetch(num, "(BODY.PEEK[])")
+                    found.setdefault(folder, []).append(parts[0][1])
+            imap.logout()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def controller(path: str, pw: str | None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(*CONTROLLER, timeout=10)
+    try:
+        conn.request("GET", path, headers={} if pw is None else {"Password": pw})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def history(subject: str, timeout: float = 20) -> dict:
+    """rspamd's record of the scan of the message with this subject."""
+    pw = open(PASSWORD_FILE).read().strip()
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = controller("/history", pw)
+        rows = [r for r in json.loads(body)["rows"] if r.get("subject") == subject]
+        if rows or time.monotonic() > deadline:
+            assert len(rows) == 1, f"rspamd scanned {len(rows)} message(s) titled {subject}"
+            return rows[0]
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def box(requests, register):
+    """A mailbox of the lab examples and its password."""
+    address = mailboxes(requests)[0]["address"]
+    return address, password(register, address)
+
+
+# --- Spam filtering -------------------------------------------------------
+
+def test_gtube_is_refused_at_smtp_time_and_never_delivered(lab_apply, box):
+    address, pw = box
+    subject = f"gtube-{uid()}"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send_from_world(world_message(address, subject, f"Penawaran.\n\n{GTUBE}\n"))
+    assert refused.value.smtp_code == 554, refused.value
+    assert refused.value.smtp_error.startswith(b"5.7.1")
+    assert folders_with(address, pw, subject, timeout=3) == {}
+
+
+def test_message_scored_as_spam_is_filed_into_junk(lab_apply, box):
+    address, pw = box
+    msg = spam("hadiah@example.net", uid())
+    send_from_world(msg, to=address)
+    found = folders_with(address, pw, msg["Subject"])
+    assert list(found) == ["Junk"], f"filed into {list(found)}"
+    assert len(found["Junk"]) == 1
+    assert email.message_from_bytes(found["Junk"][0])["X-Spam"] == "Yes"
+    row = history(msg["Subject"])
+    assert row["action"] == "add header" and 6 <= row["score"] < 15, row
+
+
+def test_ordinary_mail_arrives_in_the_inbox_untouched(lab_apply, box):
+    address, pw = box
+    subject = f"biasa-{uid()}"
+    body = "Undangan rapat koordinasi hari Senin pukul 09.00 WITA.\n"
+    msg = world_message(address, subject, body)
+    send_from_world(msg)
+    found = folders_with(address, pw, subject)
+    assert list(found) == ["INBOX"], f"filed into {list(found)}"
+    got = email.message_from_bytes(found["INBOX"][0], policy=email.policy.default)
+    assert got["X-Spam"] is None
+    assert got["Message-ID"] == msg["Message-ID"]
+    assert got.get_content().replace("\r\n", "\n") == body
+    row = history(subject)
+    assert row["action"] == "no action", "rspamd scanned it and let it be"
+
+
+def test_holders_own_mail_is_not_marked_and_its_dkim_signature_verifies(requests, register):
+    req = next(r for r in requests if r["mail"] and len(r["mail"]["mailboxes"]) > 1)
+    sender, rcpt = (b["address"] for b in req["mail"]["mailboxes"][:2])
+    # What the world's spam looks like (the hostile case): from a logged-in
+    # holder it is scanned, scores as spam would, and is left alone.
+    msg = spam(sender, uid())
+    with smtplib.SMTP(HOST, 587, timeout=30) as smtp:
+        smtp.ehlo("klien.example.net")
+        smtp.starttls(context=context())
+        smtp.ehlo("klien.example.net")
+        smtp.login(sender, password(register, sender))
+        smtp.send_message(msg, to_addrs=[rcpt])
+    found = folders_with(rcpt, password(register, rcpt), msg["Subject"])
+    assert list(found) == ["INBOX"], f"filed into {list(found)}"
+    raw = found["INBOX"][0]
+    assert email.message_from_bytes(raw)["X-Spam"] is None
+    assert dkim.verify(raw, dnsfunc=lab_dns_txt), "OpenDKIM's signature still verifies"
+    row = history(msg["Subject"])
+    assert row["user"] == sender and row["action"] == "no action", row
+    assert row["score"] >= 6, "scored as the world's spam is: only the action differs"
+
+
+def test_rspamd_listens_on_loopback_only(lab_apply):
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    rspamd = [line.split()[3] for line in out.splitlines() if '"rspamd"' in line]
+    assert sorted(rspamd) == ["127.0.0.1:11332", "127.0.0.1:11333", "127.0.0.1:11334"], rspamd
+
+
+def test_controller_asks_every_client_for_the_password_kept_on_the_host(lab_apply):
+    st = os.stat(PASSWORD_FILE)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    pw = open(PASSWORD_FILE).read().strip()
+    assert len(pw) >= 24
+    assert controller("/stat", None)[0] in (401, 403)
+    assert controller("/stat", "q1")[0] in (401, 403), "Debian's default password refused"
+    assert controller("/stat", pw + "x")[0] in (401, 403)
+    status, body = controller("/stat", pw)
+    assert status == 200 and b"scanned" in body
+    # Only its hash is in rspamd's configuration, readable by rspamd alone.
+    found = subprocess.run(["grep", "-rlF", pw, "/etc/rspamd", "--exclude=controller.password"],
+                           capture_output=True, text=True)
+    assert found.stdout == "", found.stdout
+    inc = os.stat("/etc/rspamd/local.d/controller-password.inc")
+    assert stat.S_IMODE(inc.st_mode) & 0o007 == 0
+
+
+def test_a_broken_rspamd_setting_is_refused_before_it_goes_live(lab_apply):
+    live = {f: open(f).read() for f in RSPAMD_FILES}
+    # A reply text that ends the string and opens a section never closed.
+    result = playbook("-e", json.dumps({"rspamd_reject_message": 'x";\nbogus = {'}))
+    assert result.returncode != 0
+    assert "failed to validate" in result.stdout, result.stdout[-3000:]
+    assert "unmatched open brace" in result.stdout or "syntax BAD" in result.stdout
+    assert {f: open(f).read() for f in RSPAMD_FILES} == live
+    assert recap(result.stdout)["lab"]["failed"] == 1
+    # rspamd still filters.
+    out = subprocess.run(["rspamc", "-h", "127.0.0.1:11333"], input=f"Subject: t\n\n{GTUBE}\n",
+                         capture_output=True, text=True, timeout=30)
+    assert "Action: reject" in out.stdout, out.stdout + out.stderr
+
+
+# --- Mail programs configure themselves -----------------------------------
+
+WEB_CA = "/etc/nginx/sop-lab-ca/ca.crt"
+
+
+def https(host: str, path: str, method: str = "GET", body: bytes | None = None,
+          tls: bool = True) -> tuple[int, dict, bytes]:
+    """A request to the lab's web server for ``host`` (SNI and certificate
+    checked against the lab CA for that name)."""
+    if tls:
+        ctx = ssl.create_default_context(cafile=WEB_CA)
+        conn = http.client.HTTPSConnection(host, 443, context=ctx, timeout=10)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), 10),
+                                    server_hostname=host)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def printout_settings(settings, label: str) -> dict:
+    """IMAP and SMTP host, port and security as the printout PDF states them."""
+    pdf = settings.state_dir / "printouts" / f"{label}.pdf"
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    out = {}
+    for kind in ("IMAP", "SMTP"):
+        m = re.search(rf"\({kind}\)\s+(\S+)\s+(\d+)\s+(SSL/TLS|STARTTLS)", text)
+        assert m, f"no {kind} line on the printout"
+        out[kind] = {"host": m[1], "port": int(m[2]), "security": m[3]}
+    return out
+
+
+def srv(name: str) -> list[tuple[int, int, str]]:
+    r = dns.query.udp(dns.message.make_query(name, "SRV"), "127.0.0.1", timeout=3)
+    return sorted((rd.priority, rd.port, rd.target.to_text())
+                  for rrset in r.answer if rrset.rdtype == dns.rdatatype.SRV for rd in rrset)
+
+
+def dns_txt(name: str) -> list[str]:
+    r = dns.query.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", timeout=3)
+    return sorted(b"".join(rd.strings).decode() for rrset in r.answer
+                  if rrset.rdtype == dns.rdatatype.TXT for rd in rrset)
+
+
+def mail_requests(requests):
+    return [r for r in requests if r["mail"]]
+
+
+def test_thunderbird_autoconfig_says_what_the_printout_says(requests, settings):
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        paper = printout_settings(settings, req["subdomain"])
+        # Thunderbird asks over HTTPS, then over plain HTTP: both answer.
+        for tls in (True, False):
+            status, headers, body = https(f"autoconfig.{domain}", "/mail/config-v1.1.xml",
+                                          tls=tls)
+            assert status == 200 and headers["content-type"].startswith("application/xml")
+            provider = ET.fromstring(body).find("emailProvider")  # noqa: S314 (the lab)
+            assert provider.get("id") == domain and provider.findtext("domain") == domain
+            imap = provider.find("incomingServer[@type='imap']")
+            smtp = provider.find("outgoingServer[@type='smtp']")
+            for server, kind in ((imap, "IMAP"), (smtp, "SMTP")):
+                assert server.findtext("hostname") == paper[kind]["host"]
+                assert int(server.findtext("port")) == paper[kind]["port"]
+                want = {"SSL/TLS": "SSL", "STARTTLS": "STARTTLS"}[paper[kind]["security"]]
+                assert server.findtext("socketType") == want
+                assert server.findtext("username") == "%EMAILADDRESS%"
+
+
+def test_outlook_autodiscover_answers_a_post_with_the_printouts_settings(requests, settings):
+    ns = {"a": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        address = req["mail"]["mailboxes"][0]["address"]
+        paper = printout_settings(settings, req["subdomain"])
+        ask = (f'<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.'
+               f'microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request>'
+               f"<EMailAddress>{address}</EMailAddress><AcceptableResponseSchema>http://"
+               f"schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
+               f"</AcceptableResponseSchema></Request></Autodiscover>").encode()
+        status, headers, body = https(f"autodiscover.{domain}", "/autodiscover/autodiscover.xml",
+                                      method="POST", body=ask)
+        assert status == 200 and headers["content-type"].startswith("application/xml")
+        protocols = {p.findtext("a:Type", namespaces=ns): p
+                     for p in ET.fromstring(body).iterfind(".//a:Protocol", ns)}  # noqa: S314
+        assert set(protocols) == {"IMAP", "SMTP"}
+        for kind, p in protocols.items():
+            assert p.findtext("a:Server", namespaces=ns) == paper[kind]["host"]
+            assert int(p.findtext("a:Port", namespaces=ns)) == paper[kind]["port"]
+            want = {"SSL/TLS": "SSL", "STARTTLS": "TLS"}[paper[kind]["security"]]
+            assert p.findtext("a:Encryption", namespaces=ns) == want
+        # Outlook's capitals, too.
+        assert https(f"autodiscover.{domain}", "/Autodiscover/Autodiscover.xml",
+                     method="POST", body=ask)[0] == 200
+
+
+def test_srv_records_name_the_printouts_servers(requests, settings):
+    for req in mail_requests(requests):
+        domain = req["mail"]["address_domain"]
+        paper = printout_settings(settings, req["subdomain"])
+        imap_name = "_imaps._tcp" if paper["IMAP"]["security"] == "SSL/TLS" else "_imap._tcp"
+        host = paper["IMAP"]["host"] + "."
+        assert srv(f"{imap_name}.{domain}") == [(0, paper["IMAP"]["port"], host)]
+        other = "_imap._tcp" if imap_name == "_imaps._tcp" else "_imaps._tcp"
+        assert [p for p, _, _ in srv(f"{other}.{domain}")] == [10], "the other way comes after"
+        assert srv(f"_submission._tcp.{domain}") == [(0, paper["SMTP"]["port"],
+                                                      paper["SMTP"]["host"] + ".")]
+
+
+def test_names_that_are_not_a_mail_domains_get_nothing(requests):
+    hosting_only = [r for r in requests if not r["mail"]]
+    names = [f"autoconfig.{r['subdomain']}.sumbabaratdayakab.go.id" for r in hosting_only]
+    names.append("autoconfig.tidakada.sumbabaratdayakab.go.id")
+    for name in names:
+        status, _, body = https(name, "/mail/config-v1.1.xml", tls=False)
+        assert b"emailProvider" not in body, name
+        assert srv(f"_submission._tcp.{name.split('.', 1)[1]}") == []
+
+
+# --- MTA-STS and TLS-RPT --------------------------------------------------
+
+def sts_policy(domain: str) -> dict:
+    status, headers, body = https(f"mta-sts.{domain}", "/.well-known/mta-sts.txt")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode("ascii")
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", ""), "CRLF lines"
+    return dict(line.split(": ", 1) for line in text.split("\r\n") if line)
+
+
+def sts_id(domain: str) -> str:
+    records = [t for t in dns_txt(f"_mta-sts.{domain}") if t.startswith("v=STSv1")]
+    assert len(records) == 1, records
+    fields = dict(f.strip().split("=", 1) for f in records[0].split(";") if f.strip())
+    assert re.fullmatch(r"[A-Za-z0-9]{1,32}", fields["id"])
+    return fields["id"]
+
+
+def sts_state(domains) -> dict:
+    return {d: (sts_id(d), sts_policy(d)) for d in domains}
+
+
+def test_mta_sts_policy_and_tls_rpt_for_every_mail_domain(requests):
+    domains = sorted({r["mail"]["address_domain"] for r in mail_requests(requests)})
+    for domain in domains:
+        policy = sts_policy(domain)
+        assert policy == {"version": "STSv1", "mode": "testing",
+                          "mx": "mail.sumbabaratdayakab.go.id", "max_age": "86400"}, policy
+        assert dns_txt(f"_smtp._tls.{domain}") == [
+            "v=TLSRPTv1; rua=mailto:dmarc@sumbabaratdayakab.go.id"]
+        # The policy is for HTTPS only and nothing else is served there.
+        assert https(f"mta-sts.{domain}", "/.well-known/mta-sts.txt", tls=False)[2].find(
+            b"STSv1") < 0
+        assert https(f"mta-sts.{domain}", "/")[0] == 404
+
+
+def test_mta_sts_id_stays_across_runs_and_changes_with_the_mode(requests):
+    domains = sorted({r["mail"]["address_domain"] for r in mail_requests(requests)})
+    before = sts_state(domains)
+    assert len({i for i, _ in before.values()}) == 1, "one policy, one id for every domain"
+    again = playbook()
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert sts_state(domains) == before, "same policy, same id"
+    enforce = {"sop_mta_sts": {"mode": "enforce", "max_age": 86400,
+                               "tls_rpt_rua": "dmarc@sumbabaratdayakab.go.id"}}
+    try:
+        changed = playbook("-e", json.dumps(enforce))
+        assert changed.returncode == 0, changed.stdout[-3000:]
+        after = sts_state(domains)
+        for domain in domains:
+            assert after[domain][1]["mode"] == "enforce"
+            assert after[domain][0] != before[domain][0], "a new policy gets a new id"
+    finally:
+        back = playbook()
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert sts_state(domains) == before, "the same policy again: the same id again"
+
