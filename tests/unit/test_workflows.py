@@ -141,9 +141,18 @@ def test_the_workflows_use_only_real_sop_options(workflow: dict) -> None:
     # What the workflows are known to run: a workflow losing its sop step fails too.
     read = {" ".join(words[3:]) for words in commands}
     assert {"validate requests/", "plan --base origin/${BASE_REF} --format markdown",
-            "plan --base origin/${BASE_REF} --format markdown --allow-large-change",
-            "apply --check --no-printouts", "apply --no-printouts"} <= read, read
-    for words in commands:
+            "plan --base origin/${BASE_REF} --format markdown --allow-large-change"} <= read, read
+    # The Apply workflow's one step, scripts/controller-apply, builds its
+    # command in a bash array: each state of it, with its variables filled in.
+    script = (REPO / "scripts" / "controller-apply").read_text()
+    arrays = [shlex.split(m) for m in re.findall(r"^\s*args\+?=\((.*)\)$", script, re.M)]
+    assert arrays and '"$venv/bin/python" -m sop "${args[@]}"' in script
+    fill = {"$PWD": str(REPO), "${SOP_APPLY_WAIT:-3600}": "3600"}
+    applies = [["sop", *[fill.get(w, w) for a in arrays[:upto] for w in a]]
+               for upto in range(1, len(arrays) + 1)]
+    assert [" ".join(words[5:]) for words in applies] == ["apply --wait 3600",
+                                                          "apply --wait 3600 --check"]
+    for words in commands + [w[:1] + w[3:] for w in applies]:
         assert words[:3] == ["sop", "-i", "inventory/production"], words
         try:
             parser.parse_args(words[1:])
