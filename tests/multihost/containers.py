@@ -71,6 +71,7 @@ class Container:
     known_hosts: Path
     hosts_file: str = ""
     daemons: tuple[str, ...] = ()
+    resolver: str = ""
     pid: int | None = None
 
     @property
@@ -112,6 +113,10 @@ class Container:
         etc = self.root / "etc"
         (etc / "hostname").write_text(self.name + "\n")
         (etc / "hosts").write_text(self.hosts_file)
+        # Like a server's: a resolver to ask (the test network's name server,
+        # which answers for the zone and refuses the rest; nothing is outside).
+        if self.resolver:
+            (etc / "resolv.conf").write_text(f"nameserver {self.resolver}\n")
         ssh_dir = self.root / "root" / ".ssh"
         ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         auth = ssh_dir / "authorized_keys"
@@ -272,8 +277,9 @@ class Network:
         sh("ip", "addr", "add", f"{CONTROLLER}/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
         for name, octet in self.hosts.items():
+            resolver = f"{PREFIX}.{self.hosts['ns1']}" if "ns1" in self.hosts else ""
             c = Container(name, f"{PREFIX}.{octet}", self.base, key, known, hosts_file,
-                          self.daemons.get(name, ()))
+                          self.daemons.get(name, ()), resolver)
             self.containers[name] = c
             c.create()
 
