@@ -164,9 +164,13 @@ class Container:
                 pass
         except OSError:
             return False
-        # Logged in, and systemd has finished starting the units it starts at boot.
-        result = self.ssh("systemctl is-system-running --wait", check=False, timeout=60)
-        return result.stdout.strip() in ("running", "degraded")
+        # Logged in, systemd has finished starting the units it starts at boot,
+        # and accounts other than root may log in (pam_nologin's /run/nologin
+        # is gone: the production inventory logs in as `sop`).
+        result = self.ssh("systemctl is-system-running --wait; test ! -e /run/nologin && echo open",
+                          check=False, timeout=60)
+        state, _, gate = result.stdout.strip().partition("\n")
+        return state in ("running", "degraded") and gate == "open"
 
     def ssh(self, command: str, check: bool = True,
             timeout: float = 60) -> subprocess.CompletedProcess:
