@@ -26,6 +26,11 @@ BRIDGE = "sopmh0"
 PREFIX = "10.231.0"
 CONTROLLER = f"{PREFIX}.1"
 NETNS_PREFIX = "sopmh-"
+# The cgroup hierarchies systemd (inside a container) uses on this machine:
+# cgroup v1's name=systemd and the unified (v2) one of the hybrid layout; on a
+# pure v2 machine /sys/fs/cgroup itself.
+CGROUP_HIERARCHIES = [Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")] \
+    if Path("/sys/fs/cgroup/systemd").is_dir() else [Path("/sys/fs/cgroup")]
 # The image has every daemon installed; a host runs only those of its roles,
 # the others are masked (a play that targets the wrong host then fails).
 DAEMON_UNITS = {
@@ -132,11 +137,41 @@ class Container:
         with self.known_hosts.open("a") as known:
             known.write(f"{self.address} {public[0]} {public[1]}\n")
 
+    @property
+    def cgroups(self) -> list[Path]:
+        """The container's own cgroup in each hierarchy systemd uses here.
+
+        With --keep-unit and no systemd on this machine, systemd-nspawn leaves
+        the container in the cgroup it was started from. Four containers
+        started from one cgroup share it: their systemd instances then create
+        and remove the same /system.slice/<unit> paths, and a unit started in
+        one while another stops it fails with 219/CGROUP (seen: user sessions
+        never permitted, PHP-FPM failing to reload). Each gets its own."""
+        return [path / f"{NETNS_PREFIX}{self.name}" for path in CGROUP_HIERARCHIES
+                if path.is_dir()]
+
+    def _remove_cgroups(self) -> None:
+        """Empty once the container has stopped: removed deepest first."""
+        for group in self.cgroups:
+            if group.is_dir():
+                for sub in sorted((p for p in group.rglob("*") if p.is_dir()),
+                                  key=lambda p: len(p.parts), reverse=True):
+                    with contextlib.suppress(OSError):
+                        sub.rmdir()
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+
     def boot(self, timeout: float = 90.0) -> None:
         """Boot systemd in the container and wait until SSH logs in."""
+        self._remove_cgroups()  # left by an earlier boot of this name
+        for group in self.cgroups:
+            group.mkdir(exist_ok=True)
         log = (self.dir / "console.log").open("ab")
+        # A shell moves itself into the container's cgroups, then becomes nspawn.
+        enter = ["sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs"; shift; done; '
+                 'shift; exec "$@"', "sh", *map(str, self.cgroups), "--"]
         proc = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
+            [*enter, "systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
              "--machine", self.name, "--directory", str(self.root), "--boot",
              f"--network-namespace-path=/run/netns/{self.netns}",
              "--console=passive", "--resolv-conf=off", "--timezone=off"],
@@ -229,6 +264,7 @@ class Container:
 
     def destroy(self) -> None:
         self.halt()
+        self._remove_cgroups()
         if _mounted(self.root):
             sh("umount", str(self.root), check=False)
             if _mounted(self.root):
