@@ -60,7 +60,10 @@ def apply_lock(state_dir: Path, wait: float = 0, lock_file: Path | None = None):
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}, checkout "
                       f"{Path.cwd()}, since {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC\n"
                   .encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # the holder named in the file is the one holding it
     finally:
         os.close(fd)
 

@@ -317,11 +317,13 @@ def test_a_second_controller_is_refused_while_an_apply_runs(production):
     lock = R.CONTROLLER_STATE / "apply.lock"
     running = R.start_step(step, first, R.controller_env(CHECK_ONLY="false"))
     try:
-        deadline = time.monotonic() + 120
-        while "process" not in (lock.read_text() if lock.exists() else ""):
-            assert running.poll() is None, running.stdout.read()
-            assert time.monotonic() < deadline, "the first apply never took the lock"
-            time.sleep(0.2)
+        # `sop apply` names the requests once it holds the lock.
+        seen = []
+        while not any(line.startswith("Permohonan:") for line in seen):
+            line = running.stdout.readline()
+            assert line, "the first apply ended before it took the lock:\n" + "".join(seen)
+            seen.append(line)
+        assert "process" in lock.read_text()
         second = R.checkout("second-controller")
         other_state = R.PRODUCTION / "other-state"
         result = subprocess.run(

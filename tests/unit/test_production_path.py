@@ -190,6 +190,8 @@ def test_one_lock_for_every_checkout_and_state_folder(tmp_path):
     finally:
         release.set()
         holder.join(10)
+    # Released, the file names nobody: a holder written there is a live one.
+    assert lock.read_text() == ""
     # The lab (no sop_apply_lock_file): the state folder's own lock.
     lab = load_settings(REPO / "inventory" / "lab", repo=REPO)
     assert lab.lock_file == lab.state_dir / "apply.lock"
