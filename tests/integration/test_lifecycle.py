@@ -48,7 +48,7 @@ import pytest
 import yaml
 
 from .conftest import REPO, VENV_BIN, run, snapshot
-from .mailclient import HOST, fetch_by_subject, imaps, send
+from .mailclient import HOST, fetch_by_subject, imaps, message, send, submit
 from .test_web import get, ssh
 
 ZONE = "sumbabaratdayakab.go.id"
@@ -227,6 +227,9 @@ def test_a_suspended_agency_shows_a_plain_page_and_refuses_logins(lab, changed):
     status, _, body = get(f"www.bappeda.{ZONE}", tls=True)
     assert status == 503 and "ditangguhkan" in body
     assert imap_refused(BAPPEDA, password(BAPPEDA))
+    # Nor may it send: SMTP AUTH on the submission port is refused too (issue 16).
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        submit(BAPPEDA, password(BAPPEDA), message(BAPPEDA, LAYANAN, f"tangguh-{uid()}"))
     assert sftp_refused("w-bappeda", password("hosting:bappeda"))
     # Names stay; mail is still accepted (the inventory's default), read after resuming.
     assert answer(f"bappeda.{ZONE}", "A") == (dns.rcode.NOERROR, ["127.0.0.1"])

@@ -134,7 +134,7 @@ def test_the_dovecot_users_file_refuses_logins_of_suspended_mailboxes():
     lines = out.splitlines()[1:]
     assert lines == [
         "a@x:{SHA512-CRYPT}$6$a::::::userdb_quota_rule=*:storage=2K",
-        "b@x:{SHA512-CRYPT}$6$b::::::nologin=y userdb_quota_rule=*:storage=2K",
+        "b@x:{SHA512-CRYPT}!$6$b::::::nologin=y userdb_quota_rule=*:storage=2K",
         "c@x:{SHA512-CRYPT}$6$c::::::userdb_quota_rule=*:storage=2K",
     ]
 
