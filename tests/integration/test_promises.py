@@ -268,7 +268,7 @@ def test_a_failing_post_check_fails_the_run(side, broken):
     assert report["status"] == "failed"
     assert failed_checks(report) == expected
     assert report["failure"].startswith("pemeriksaan akhir gagal: ")
-    assert all(f"{check} {target}" in result.stderr for check, target in expected)
+    assert all(f"{check.upper()} {target}" in result.stderr for check, target in expected)
 
 
 def test_a_new_mailbox_reprints_its_agencys_sheet_only(side):
