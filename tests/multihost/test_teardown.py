@@ -33,7 +33,11 @@ def test_a_booted_host_is_torn_down_completely():
         network.create()
         network.boot()
         probe = network.containers["probe"]
-        assert probe.ssh("systemctl is-system-running").stdout.strip() == "running"
+        # Booted: systemd finished starting. A bare probe (no resolver, every
+        # role's daemon unconfigured) may count a failed package service, so
+        # "degraded" is booted too; "starting" or no answer is not.
+        state = probe.ssh("systemctl is-system-running", check=False).stdout.strip()
+        assert state in ("running", "degraded"), state
         assert Path(f"/proc/{probe.pid}").exists()
         assert leftovers(), "the environment was up"
     finally:
