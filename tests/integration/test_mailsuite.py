@@ -596,3 +596,19 @@ def test_loopback_and_the_inventorys_admin_addresses_are_never_banned(lab_apply,
         ignored = sh("fail2ban-client", "get", jail, "ignoreip").stdout
         for addr in ["127.0.0.0/8", *admins]:
             assert addr in ignored, (jail, addr)
+
+
+def test_a_killed_fail2ban_is_started_again_by_the_next_run(lab_apply):
+    """kill -9 leaves the socket behind; Debian's init script refuses to start
+    over it, so the run must clear it (and only when nobody answers on it)."""
+    sh("pkill", "-KILL", "-f", "/usr/bin/fail2ban-server", check=False)
+    assert wait_for(lambda: sh("fail2ban-client", "ping", check=False).returncode != 0, 10)
+    assert os.path.exists("/run/fail2ban/fail2ban.sock"), "the killed server left its socket"
+    result = playbook()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert sh("fail2ban-client", "ping").stdout.strip().endswith("pong")
+    for jail in JAILS:
+        assert sh("fail2ban-client", "status", jail).returncode == 0, jail
+    # Running again: nothing to clear, nothing changed.
+    again = playbook()
+    assert recap(again.stdout)["lab"]["changed"] == 0, again.stdout[-3000:]
