@@ -258,9 +258,37 @@ def _open_register(settings: Settings) -> Register:
 
 def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: bool,
                   out: Callable[[str], None], allow_large_removal: bool = False) -> dict:
-    state_dir = settings.state_dir
     started = dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
+    requests, new = _load_requests(settings, out)
+    progress = Progress(out=out)
+    t0 = time.monotonic()
+    result = run_playbook(settings, settings.state_dir / "runs" / run_id, progress,
+                          _extravars(overcommit, allow_large_removal), check)
+    progress.finish()
+    seconds = time.monotonic() - t0
+    ok = result.rc == 0 and result.status == "successful"
+    register = _open_register(settings)
+    record = _base_record(settings, run_id, started, requests, new, result, progress, ok,
+                          check=check, overcommit=overcommit,
+                          allow_large_removal=allow_large_removal, seconds=seconds)
+    served = _served(requests, record["lifecycle"])
+    # SOP record 2 (hosting data) and the supervision of warnings 3-5.
+    storage_extra = storage.record_run(settings, record, served, result.events)
+    record["notes"] += storage_extra.pop("notes")
+    record.update(storage_extra)
+    record["notes"].extend(_usage_notes(result))
+    printed: list[Path] = []
+    if ok and not check:
+        printed = _check_and_print(settings, register, record, served, new, progress, printouts)
+    record["printouts"] = [str(p) for p in printed]
+    _finish_record(settings, record, requests, new, register, progress, ok, check, len(printed))
+    _prune_runs(settings.state_dir / "runs")
+    return record
+
+
+def _load_requests(settings: Settings, out: Callable[[str], None]) -> tuple[list, list[str]]:
+    """The requests, validated once for the run, and which of them are new."""
     requests_dir = settings.path("sop_requests_dir")
     requests, problems = validate_paths([requests_dir], settings.policy)
     if problems:
@@ -271,29 +299,32 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     new = [r["subdomain"] for r in requests
            if any(acct["id"] not in known for acct in model.accounts([r]))]
     out(f"Permohonan: {len(requests)}; baru pada proses ini: {', '.join(new) or '-'}")
+    return requests, new
 
-    progress = Progress(out=out)
-    extravars = {"sop_storage_overcommit": True} if overcommit else {}
+
+def _extravars(overcommit: bool, allow_large_removal: bool) -> dict:
+    extravars: dict = {"sop_storage_overcommit": True} if overcommit else {}
     if allow_large_removal:
         extravars["sop_allow_large_removal"] = True
     if os.environ.get(lifecycle.TODAY_ENV):
         lifecycle.today_from(os.environ[lifecycle.TODAY_ENV])  # a wrong date stops here
         extravars["sop_today"] = os.environ[lifecycle.TODAY_ENV]
-    t0 = time.monotonic()
-    result = run_playbook(settings, state_dir / "runs" / run_id, progress, extravars, check)
-    progress.finish()
-    ansible_seconds = time.monotonic() - t0
-    stats = result.stats or {}
-    ok = result.rc == 0 and result.status == "successful"
-    unreachable = progress.unreachable_outcome(stats, ok)
+    return extravars
 
-    register = _open_register(settings)
+
+def _base_record(settings: Settings, run_id: str, started: dt.datetime, requests: list,
+                 new: list[str], result, progress: Progress, ok: bool, *, check: bool,
+                 overcommit: bool, allow_large_removal: bool, seconds: float) -> dict:
+    """The run record as Ansible left it: status, changes, lifecycle, notes."""
+    stats = result.stats or {}
+    unreachable = progress.unreachable_outcome(stats, ok)
+    inventory = settings.inventory
     record = {
         "run_id": run_id,
         "started": started.isoformat(timespec="seconds"),
         "controller": socket.gethostname(),
-        "inventory": str(settings.inventory.relative_to(settings.repo_root))
-        if settings.inventory.is_relative_to(settings.repo_root) else str(settings.inventory),
+        "inventory": str(inventory.relative_to(settings.repo_root))
+        if inventory.is_relative_to(settings.repo_root) else str(inventory),
         "status": "ok" if ok else "failed",
         "failure": None if ok else ("; ".join(progress.failures) or _tail(result)),
         "check_mode": check,
@@ -305,76 +336,75 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
             for r in requests
         ],
         "changed": dict(stats.get("changed", {})),
-        "ansible_seconds": round(ansible_seconds, 1),
-        "notes": [],
+        "ansible_seconds": round(seconds, 1),
+        "notes": _unreachable_notes(unreachable),
         "storage": _storage_from_events(result),
         "postchecks": [],
         "unreachable": unreachable,
+        "lifecycle": _lifecycle_from_events(result),
     }
-    record["lifecycle"] = _lifecycle_from_events(result)
-    served = _served(requests, record["lifecycle"])
-    record["notes"].extend(_unreachable_notes(unreachable))
     if overcommit:
         record["notes"].append("Administrator mengizinkan alokasi melebihi cadangan (overcommit).")
-    # SOP record 2 (hosting data) and the supervision of warnings 3-5.
-    storage_extra = storage.record_run(settings, record, served, result.events)
-    record["notes"] += storage_extra.pop("notes")
-    record.update(storage_extra)
-    record["notes"].extend(_usage_notes(result))
+    return record
 
-    printed: list[Path] = []
-    if ok and not check:
-        t = time.monotonic()
-        # Every login where passwords are new or reset; a sample of the rest.
-        changed = set(new) | {r["subdomain"] for r in served
-                              if register.print_due(r["subdomain"])}
-        record["postchecks"] = postcheck.run_postchecks(
-            served, register.accounts, settings.get("sop_postcheck") or {}, changed
+
+def _check_and_print(settings: Settings, register, record: dict, served: list, new: list[str],
+                     progress: Progress, printouts: bool) -> list[Path]:
+    """Steps 8 and 7 after a good run: the post-checks, then the printouts due."""
+    t = time.monotonic()
+    # Every login where passwords are new or reset; a sample of the rest.
+    changed = set(new) | {r["subdomain"] for r in served if register.print_due(r["subdomain"])}
+    record["postchecks"] = postcheck.run_postchecks(
+        served, register.accounts, settings.get("sop_postcheck") or {}, changed
+    )
+    progress.step_seconds[8] = time.monotonic() - t
+    boxes = sum(len((r.get("mail") or {}).get("mailboxes", [])) for r in served)
+    logins = sum(1 for c in record["postchecks"] if c["check"] == "imap")
+    if logins < boxes:
+        record["notes"].append(
+            f"Login IMAP diperiksa pada {logins} dari {boxes} kotak surat: semua yang "
+            "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah."
         )
-        progress.step_seconds[8] = time.monotonic() - t
-        boxes = sum(len((r.get("mail") or {}).get("mailboxes", [])) for r in served)
-        logins = sum(1 for c in record["postchecks"] if c["check"] == "imap")
-        if logins < boxes:
-            record["notes"].append(
-                f"Login IMAP diperiksa pada {logins} dari {boxes} kotak surat: semua yang "
-                "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah."
-            )
+    printed: list[Path] = []
+    if printouts:
         t = time.monotonic()
-        if printouts:
-            printed = _print_due(settings, register, served)
-            progress.step_seconds[7] = time.monotonic() - t
-        pending = [r["subdomain"] for r in served if register.print_due(r["subdomain"])]
-        if pending:
-            record["notes"].append(
-                "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
-            )
-        failed_checks = [c for c in record["postchecks"] if not c["ok"]]
-        if failed_checks:
-            record["status"] = "failed"
-            record["failure"] = "pemeriksaan akhir gagal: " + ", ".join(
-                f"{c['check'].upper()} {c['target']}" for c in failed_checks
-            )
-    record["printouts"] = [str(p) for p in printed]
-    # Steps 1-2: the commit that brought each request file, or that it is a lab run.
+        printed = _print_due(settings, register, served)
+        progress.step_seconds[7] = time.monotonic() - t
+    pending = [r["subdomain"] for r in served if register.print_due(r["subdomain"])]
+    if pending:
+        record["notes"].append(
+            "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
+        )
+    failed_checks = [c for c in record["postchecks"] if not c["ok"]]
+    if failed_checks:
+        record["status"] = "failed"
+        record["failure"] = "pemeriksaan akhir gagal: " + ", ".join(
+            f"{c['check'].upper()} {c['target']}" for c in failed_checks
+        )
+    return printed
+
+
+def _finish_record(settings: Settings, record: dict, requests: list, new: list[str], register,
+                   progress: Progress, ok: bool, check: bool, printed: int) -> None:
+    """Steps 1-2's origins, the step table, the naming register and the report."""
     record["origins"] = provenance.request_origins(
         settings.repo_root, requests, lab=bool(settings.get("sop_lab_ca_cert")))
     record["steps"] = run_steps(progress.step_seconds, progress.step_failed, ok=ok, check=check,
-                                printouts=len(printed), requests=len(requests), new=len(new),
+                                printouts=printed, requests=len(requests), new=len(new),
                                 origins=record["origins"])
     if record["lifecycle"] and not check:
         # SOP record 3: the naming register, after every run that decided the lifecycle.
         record["names"] = {k: str(v) for k, v in names.write_register(
-            settings, requests, register.accounts, record["lifecycle"], run_id).items()}
+            settings, requests, register.accounts, record["lifecycle"], run_id=record["run_id"]
+        ).items()}
     record["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t = time.monotonic()
     report_paths = documents.render_report(
         {k: v for k, v in record.items() if k != "printouts"},
-        settings.documents(), state_dir / "reports"
+        settings.documents(), settings.state_dir / "reports"
     )
     record["report"] = {k: str(v) for k, v in report_paths.items()}
     record["report_seconds"] = round(time.monotonic() - t, 2)
-    _prune_runs(state_dir / "runs")
-    return record
 
 
 def _lifecycle_from_events(result) -> dict:
