@@ -102,7 +102,26 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
     ``warnings`` (events ending soon) and ``states`` (label -> {state,
     reason}).
     """
-    requests = list(requests)
+    states, provision, suspended, warnings = _agency_states(requests, today, cfg)
+    wanted = {a["id"]: a for a in model.accounts(provision)}
+    archive, archived, purge, restore = _sort_accounts(accounts, wanted, today, cfg)
+    if not allow_large_removal:
+        _guard_removal(accounts, archive, provision, states, cfg)
+    return {
+        # Each with its effective ``status`` (active or suspended) for the model.
+        "provision": [{**r, "status": states[r["subdomain"]]["state"]} for r in provision],
+        "suspended": suspended,
+        "restore": restore,
+        "archive": archive,
+        "archived": archived,
+        "purge": purge,
+        "warnings": warnings,
+        "states": states,
+    }
+
+
+def _agency_states(requests: Iterable[Mapping], today: dt.date, cfg: Settings):
+    """Each agency's state today; those still served; the suspended; warnings."""
     states: dict[str, dict] = {}
     provision, suspended, warnings = [], [], []
     for req in requests:
@@ -119,8 +138,12 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
                 f"Kegiatan {req['agency']['name']} ({req['fqdn']}) berakhir "
                 f"{ends.isoformat()}: subdomain akan ditangguhkan setelah tanggal itu."
             )
+    return states, provision, suspended, warnings
 
-    wanted = {a["id"]: a for a in model.accounts(provision)}
+
+def _sort_accounts(accounts: Mapping[str, Mapping], wanted: Mapping[str, Mapping],
+                   today: dt.date, cfg: Settings):
+    """Register accounts to archive now, kept archived, to purge, to restore."""
     archive, archived, purge, restore = [], [], [], []
     for account_id, entry in sorted(accounts.items()):
         since = _date(entry.get("archived"))
@@ -135,7 +158,12 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
             purge.append(account_id)
         else:
             archived.append(account_id)
+    return archive, archived, purge, restore
 
+
+def _guard_removal(accounts: Mapping[str, Mapping], archive: list[str], provision: list,
+                   states: Mapping[str, Mapping], cfg: Settings) -> None:
+    """Refuse a run that would remove more than the threshold of agencies or accounts."""
     live_labels = {e.get("subdomain") for e in accounts.values() if not e.get("archived")}
     # Ended events leave on their own date: the request says so, not a deletion.
     expired = {label for label, st in states.items() if st["state"] == "expired"}
@@ -147,7 +175,7 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
     removed_ids = [i for i in archive if accounts[i].get("subdomain") not in expired]
     for what, removed, live in (("agencies", sorted(removed_labels), live_labels),
                                 ("accounts", sorted(removed_ids), live_ids)):
-        if not live or allow_large_removal:
+        if not live:
             continue
         share = 100 * len(removed) / len(live)
         if share > cfg.removal_threshold_percent:
@@ -158,17 +186,6 @@ def decide(requests: Iterable[Mapping], accounts: Mapping[str, Mapping], today: 
                 "intended, run again with the removal explicitly allowed "
                 "(sop apply --allow-large-removal)."
             )
-    return {
-        # Each with its effective ``status`` (active or suspended) for the model.
-        "provision": [{**r, "status": states[r["subdomain"]]["state"]} for r in provision],
-        "suspended": suspended,
-        "restore": restore,
-        "archive": archive,
-        "archived": archived,
-        "purge": purge,
-        "warnings": warnings,
-        "states": states,
-    }
 
 
 # --- Carrying the decisions out -----------------------------------------------
