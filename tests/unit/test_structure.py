@@ -4,6 +4,7 @@ and the functions of the apply and report path stay short enough to read."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def _function_lengths() -> dict[str, int]:
 
 # The long functions of the report path, brought under 60 lines (issue 17).
 SHORT = ["chart.chart_svg", "documents._report_context", "documents._printout_context",
-         "names.build", "plan.make_plan"]
+         "names.build", "plan.make_plan", "apply._apply_locked", "lifecycle.decide"]
 
 
 @pytest.mark.parametrize("name", SHORT)
@@ -101,3 +102,39 @@ def test_report_path_functions_stay_short(name):
     lengths = _function_lengths()
     assert name in lengths
     assert lengths[name] <= 60, f"{name} has {lengths[name]} lines"
+
+
+def test_no_function_in_the_package_is_over_80_lines():
+    long = {name: n for name, n in _function_lengths().items() if n > 80}
+    assert long == {}, long
+
+
+ROLES = sorted(p for p in (Path(__file__).parents[2] / "roles").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_every_role_has_a_readme_and_specs_for_all_its_defaults(role):
+    import yaml
+
+    assert (role / "README.md").is_file(), f"{role.name} has no README.md"
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = set(yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() \
+        else set()
+    options = {name for entry in specs.values() for name in (entry.get("options") or {})}
+    assert defaults - options == set(), f"{role.name}: defaults without a spec"
+
+
+def test_every_tasks_from_has_an_entry_point():
+    import yaml
+
+    root = Path(__file__).parents[2]
+    found = 0
+    for path in [*root.glob("playbooks/*.yml"), *root.glob("roles/*/tasks/*.yml")]:
+        for role, entry in re.findall(
+                r"name: ([a-z_]+)\n\s+tasks_from: ([a-z_]+)", path.read_text()):
+            found += 1
+            specs = yaml.safe_load(
+                (root / "roles" / role / "meta" / "argument_specs.yml").read_text())
+            assert entry in specs["argument_specs"], f"{path.name}: {role} {entry}"
+    assert found >= 2
