@@ -248,6 +248,16 @@ def test_every_certificate_comes_from_the_acme_server_and_caa_names_the_ca(produ
     # A name without a site of its own gets the zone's wildcard.
     wildcard = served_cert(address("web1"), 443, f"tidak-ada.{ZONE}")
     assert ("DNS", f"*.{ZONE}") in wildcard["subjectAltName"]
+    # Mail programs and sending servers (MTA-STS) check these names: an
+    # agency's own mail domain has a certificate of its own naming all three,
+    # the zone's names are the wildcard's.
+    for domain in (f"dinkes.{ZONE}", f"dukcapil.{ZONE}"):
+        for label in ("autoconfig", "autodiscover", "mta-sts"):
+            cert = served_cert(address("web1"), 443, f"{label}.{domain}")
+            assert issuer_cn(cert).startswith("Pebble")
+            assert ("DNS", f"{label}.{domain}") in cert["subjectAltName"]
+    zone_sts = served_cert(address("web1"), 443, f"mta-sts.{ZONE}")
+    assert ("DNS", f"*.{ZONE}") in zone_sts["subjectAltName"]
     from sop.postcheck import tls_context
 
     with smtplib.SMTP(address("mail1"), 587, timeout=10) as smtp:
