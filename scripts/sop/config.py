@@ -180,7 +180,7 @@ def load_settings(inventory: str | os.PathLike | None = None,
     if "sop_zone" not in rendered:
         raise ConfigError(f"{inv_path}: sop_zone is not set in the inventory")
     return Settings(repo_root=repo_root, inventory=inv_path, vars=_plain(rendered),
-                    controllers=_controllers(manager, variables))
+                    controllers=_controllers(manager))
 
 
 def _encrypted(value) -> bool:
@@ -189,7 +189,7 @@ def _encrypted(value) -> bool:
     return isinstance(value, EncryptedString)
 
 
-def _controllers(manager, variables) -> tuple[Controller, ...]:
+def _controllers(manager) -> tuple[Controller, ...]:
     group = manager.groups.get("controller")
     if group is None:
         return ()
