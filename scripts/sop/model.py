@@ -419,3 +419,8 @@ def databases(requests: Iterable[Mapping], hashes: Mapping[str, str]) -> list[di
         out.append({"name": database_name(label), "user": database_name(label),
                     "hash": hashes[database_account_id(label)], "locked": suspended(req)})
     return sorted(out, key=lambda d: d["name"])
+
+
+def database_names(requests: Iterable[Mapping]) -> list[str]:
+    """The databases the requests ask for (the storage check measures them)."""
+    return sorted(database_name(r["subdomain"]) for r in requests if wants_database(r))
