@@ -163,6 +163,10 @@ def main() -> None:
             module.fail_json(msg=f"databases: {item['name']}: the hash is not MariaDB's "
                                  "native hash")
 
+    if check and not os.path.exists(server.socket):
+        # A check run before MariaDB is installed or started: everything is to be made.
+        module.exit_json(changed=bool(p["databases"]), created=[d["name"] for d in p["databases"]],
+                         updated=[], archived=[], restored=[], purged=[], sizes={})
     existing = {r[0] for r in server.rows("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")}
     users = {r[0]: r[1:] for r in server.rows(
         "SELECT User, IFNULL(JSON_VALUE(Priv, '$.plugin'), ''), "
