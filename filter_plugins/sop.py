@@ -96,6 +96,8 @@ class FilterModule:
             "sop_vhosts": model.vhosts,
             "sop_hosting_accounts": model.hosting_accounts,
             "sop_php_pools": model.php_pools,
+            "sop_databases": model.databases,
+            "sop_database_names": model.database_names,
             "sop_storage_demand": model.storage_demand,
             "sop_storage_paths": sop_storage_paths,
             "sop_parse_size": sop_parse_size,

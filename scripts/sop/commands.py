@@ -124,9 +124,10 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(
         "reset-password", help="issue a new password for an account",
-        description="Issue a new password for a mailbox or a hosting account in the encrypted "
-                    "register; the next `sop apply` puts it on the servers and prints the "
-                    "sheet again.",
+        description="Issue a new password for a mailbox, a hosting account or a site's "
+                    "database user in the encrypted register; the next `sop apply` puts it on "
+                    "the servers and prints the sheet again.",
         epilog=exits.epilog(exits.OK, exits.CANNOT_RUN))
-    p.add_argument("account", help="mailbox address, or a subdomain label for its hosting account")
+    p.add_argument("account", help="mailbox address, a subdomain label for its hosting "
+                                   "account, or database:<label> for its database user")
     p.set_defaults(func=_cmd_reset_password)

@@ -242,7 +242,21 @@ def _hosting(request: Mapping[str, Any], credentials: Mapping[str, Any],
         "username": entry["username"],
         "password": entry["password"],
         "quota_bytes": request["hosting"].get("quota_bytes"),
+        "database": _database(request, credentials, used),
     }
+
+
+def _database(request: Mapping[str, Any], credentials: Mapping[str, Any],
+              used: list) -> dict[str, Any] | None:
+    """The site's MariaDB database (hosting.database), or None."""
+    if not request["hosting"].get("database"):
+        return None
+    entry = _credential(credentials, f"database:{request['subdomain']}")
+    used.append(entry)
+    # The user and the database share their name (model.database_name); the
+    # server is the web host itself, reached by PHP through its local socket.
+    return {"host": "localhost", "name": entry["username"], "username": entry["username"],
+            "password": entry["password"]}
 
 
 def _mailboxes(mail: Mapping[str, Any], credentials: Mapping[str, Any],

@@ -228,17 +228,26 @@ def storage_actions(decision: Mapping, accounts: Mapping[str, Mapping], today: d
     failed half-way is completed by the next one. Returns per host kind
     (``mail``, ``web``) the folder lists ``archive``, ``restore``, ``purge``
     (each ``{name, path, archive}``) and, for ``web``, the hosting users to
-    ``lock`` (archived) and ``remove`` (purged).
+    ``lock`` (archived) and ``remove`` (purged), and ``databases``: the same
+    three lists of MariaDB databases (``{name, user, subdomain, archive}``,
+    the archive a dump file ``<web root>/.archive/<name>-<date>.sql``).
     """
     roots = {"mailbox": str(settings["mail_root"]).rstrip("/"),
-             "hosting": str(settings["web_root"]).rstrip("/")}
+             "hosting": str(settings["web_root"]).rstrip("/"),
+             "database": str(settings["web_root"]).rstrip("/")}
     out = {kind: {"archive": [], "restore": [], "purge": []} for kind in ("mail", "web")}
     out["web"].update(lock=[], remove=[])
+    databases: dict[str, list] = {"archive": [], "restore": [], "purge": []}
 
     def item(account_id: str, day: object) -> tuple[str, dict]:
         entry = accounts[account_id]
-        kind = entry.get("kind") or ("hosting" if account_id.startswith("hosting:") else "mailbox")
+        kind = entry.get("kind") or next(
+            (k for k in ("hosting", "database") if account_id.startswith(k + ":")), "mailbox")
         root = roots[kind]
+        if kind == "database":  # a dump beside the site's archived files
+            name = entry["username"]
+            return "database", {"name": name, "user": name, "subdomain": entry["subdomain"],
+                                "archive": f"{root}/.archive/{archive_name(name, day)}.sql"}
         if kind == "hosting":
             name = entry["subdomain"]
             path = f"{root}/{name}"
@@ -252,21 +261,25 @@ def storage_actions(decision: Mapping, accounts: Mapping[str, Mapping], today: d
             "username": entry.get("username", name),
         }
 
+    def add(kind: str, key: str, it: dict) -> None:
+        (databases if kind == "database" else out[kind])[key].append(it)
+
     for account_id in decision["archive"]:
         kind, it = item(account_id, today)
-        out[kind]["archive"].append(it)
+        add(kind, "archive", it)
     for account_id in decision["archived"]:
         kind, it = item(account_id, accounts[account_id]["archived"])
-        out[kind]["archive"].append(it)
+        add(kind, "archive", it)
     for account_id in decision["restore"]:
         kind, it = item(account_id, accounts[account_id]["archived"])
-        out[kind]["restore"].append(it)
+        add(kind, "restore", it)
     for account_id in decision["purge"]:
         kind, it = item(account_id, accounts[account_id]["archived"])
-        out[kind]["purge"].append(it)
+        add(kind, "purge", it)
     out["web"]["lock"] = sorted(i["username"] for i in out["web"]["archive"])
     out["web"]["remove"] = sorted(i["username"] for i in out["web"]["purge"])
-    for lists in out.values():
+    out["web"]["databases"] = databases
+    for lists in (*out.values(), databases):
         for key in ("archive", "restore", "purge"):
             lists[key].sort(key=lambda i: i["name"])
     return out

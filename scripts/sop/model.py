@@ -37,6 +37,23 @@ def hosting_account_id(label: str) -> str:
     return f"hosting:{label}"
 
 
+def database_name(label: str) -> str:
+    """The MariaDB database and user name of a site: its hosting account name
+    with ``_`` for ``-`` (no quoting needed in SQL or in a CMS's settings; a
+    label holds no ``_``, so two labels never share a name)."""
+    return hosting_username(label).replace("-", "_")
+
+
+def database_account_id(label: str) -> str:
+    """Key of a site's database user in the credential register."""
+    return f"database:{label}"
+
+
+def wants_database(req: Mapping) -> bool:
+    """Whether a request asks for a database (``hosting.database``, default false)."""
+    return bool((req.get("hosting") or {}).get("database", False))
+
+
 def agency_key(req: Mapping) -> str:
     """Who holds a request's accounts: the agency's official name, as compared
     (case and spacing aside) when an archived account is asked for again."""
@@ -54,6 +71,16 @@ def accounts(requests: Iterable[Mapping]) -> list[dict]:
                     "id": hosting_account_id(req["subdomain"]),
                     "username": hosting_username(req["subdomain"]),
                     "kind": "hosting",
+                    "subdomain": req["subdomain"],
+                    "agency": agency,
+                }
+            )
+        if wants_database(req):
+            out.append(
+                {
+                    "id": database_account_id(req["subdomain"]),
+                    "username": database_name(req["subdomain"]),
+                    "kind": "database",
                     "subdomain": req["subdomain"],
                     "agency": agency,
                 }
@@ -292,9 +319,13 @@ def mail_client_records(requests: Iterable[Mapping], settings: Mapping) -> list[
 
 
 def wants_php(req: Mapping, settings: Mapping) -> bool:
-    """Whether a site runs PHP: the request's ``hosting.php``, else ``php_default``."""
+    """Whether a site runs PHP: the request's ``hosting.php``, else ``php_default``;
+    a site with a database runs PHP unless it says ``php: false`` (refused by
+    the validator)."""
     hosting = req.get("hosting") or {}
     choice = hosting.get("php")
+    if choice is None and wants_database(req):
+        return True
     return bool(settings.get("php_default", False) if choice is None else choice)
 
 
@@ -374,3 +405,22 @@ def storage_demand(requests: Iterable[Mapping], mail_path: str, web_path: str) -
         {"path": mail_path, "bytes": mail, "kind": "mail"},
         {"path": web_path, "bytes": web, "kind": "web"},
     ]
+
+
+def databases(requests: Iterable[Mapping], hashes: Mapping[str, str]) -> list[dict]:
+    """MariaDB databases, one per request that asks for one, each with its own
+    user of the same name (``hashes``: the register's MariaDB password hashes).
+    A suspended request's user is locked; its data stays."""
+    out = []
+    for req in requests:
+        if not wants_database(req):
+            continue
+        label = req["subdomain"]
+        out.append({"name": database_name(label), "user": database_name(label),
+                    "hash": hashes[database_account_id(label)], "locked": suspended(req)})
+    return sorted(out, key=lambda d: d["name"])
+
+
+def database_names(requests: Iterable[Mapping]) -> list[str]:
+    """The databases the requests ask for (the storage check measures them)."""
+    return sorted(database_name(r["subdomain"]) for r in requests if wants_database(r))

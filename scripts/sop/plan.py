@@ -5,8 +5,8 @@ compared with the same folder at a base revision (default: the main branch).
 Both sets go through the one validator (:func:`sop.validate.validate_paths`)
 and the one desired-state code (:mod:`sop.model`), so the plan shows exactly
 what `sop apply` would make of them: agencies added, changed and removed;
-DNS records; mailboxes, aliases, websites and hosting accounts to create or
-delete; the quota added and the storage headroom it leaves according to the
+DNS records; mailboxes, aliases, websites, hosting accounts and databases to
+create or delete; the quota added and the storage headroom it leaves according to the
 latest storage record.
 
 The base is read with git plumbing (``git ls-tree``, ``git cat-file``), argv
@@ -209,6 +209,7 @@ def _agency(req: Mapping[str, Any]) -> dict:
         "letter": dict(req["letter"]),
         "contact": dict(req["contact"]),
         "hosting_quota": req["hosting"]["quota"] if req.get("hosting") else None,
+        "database": model.wants_database(req),
         "mail_domain": mail["address_domain"] if mail else None,
         "mailboxes": len(mail["mailboxes"]) if mail else 0,
         "aliases": len(mail["aliases"]) if mail else 0,
@@ -243,6 +244,12 @@ def _hosting(requests: Iterable[Mapping]) -> dict[str, dict]:
             _sized({"username": model.hosting_username(req["subdomain"]),
                     "subdomain": req["subdomain"]}, req["hosting"]["quota"])
             for req in requests if req.get("hosting")}
+
+
+def _databases(requests: Iterable[Mapping]) -> dict[str, dict]:
+    return {model.database_name(req["subdomain"]):
+            {"database": model.database_name(req["subdomain"]), "subdomain": req["subdomain"]}
+            for req in requests if model.wants_database(req)}
 
 
 def _compare(before: dict[str, dict], after: dict[str, dict],
@@ -457,6 +464,7 @@ def make_plan(settings: Settings, folder: Path, base: str | None = None,
         aliases=_compare(_aliases(before), _aliases(head), ("to",)),
         vhosts=_compare(_sites(before, web_root), _sites(head, web_root)),
         hosting_accounts=_compare(_hosting(before), _hosting(head), ("quota", "quota_bytes")),
+        databases=_compare(_databases(before), _databases(head)),
         quota=quota,
         storage=_storage(settings, demand["before"], demand["after"]),
         base_problems=[_problem(p) for p in base_problems],
@@ -605,7 +613,7 @@ def _warnings(plan: dict) -> list[str]:
             "accounts are disabled and archived, and deleted for good by the first run after "
             "the retention period (`sop_lifecycle.retention_days`, 30 days by default). "
             "Putting the file back before then restores them with the same passwords."])
-    deleted = [k for k in ("mailboxes", "aliases", "vhosts", "hosting_accounts")
+    deleted = [k for k in ("mailboxes", "aliases", "vhosts", "hosting_accounts", "databases")
                if plan[k]["delete"]]
     if deleted and not agencies["removed"]:
         counts = ", ".join(_count(len(plan[k]["delete"]), *_NOUNS[k]) for k in deleted)
@@ -626,7 +634,8 @@ def _warnings(plan: dict) -> list[str]:
 
 _NOUNS = {"mailboxes": ("mailbox", "mailboxes"), "aliases": ("alias", "aliases"),
           "vhosts": ("website", "websites"), "hosting_accounts": ("hosting account",
-                                                                  "hosting accounts")}
+                                                                  "hosting accounts"),
+          "databases": ("database", "databases")}
 
 
 def _agencies_section(agencies: dict) -> list[str]:
@@ -671,7 +680,8 @@ def _agency_lines(a: dict) -> list[str]:
         f"- Category: {category}",
         f"- Contact: {_md(contact['name'])}, {_md(contact['position'])}, "
         f"NIP {_md(contact['nip'])}, {_md(contact['phone'])}",
-        f"- Hosting: {_md(a['hosting_quota']) if a['hosting_quota'] else 'none'}",
+        f"- Hosting: {_md(a['hosting_quota']) if a['hosting_quota'] else 'none'}"
+        + (", with a database" if a.get("database") else ""),
         f"- Mail: {mail}",
         f"- Quota in all: {_size(a['quota_bytes'])}",
         "",
@@ -725,6 +735,14 @@ def _resources_section(plan: dict) -> list[str]:
         rows += [["**DELETE**", _code(h["username"]), _md(h["subdomain"]), h["quota"]]
                  for h in accounts["delete"]]
         out += _table(["Action", "Account", "Subdomain", "Quota"], rows)
+    databases = plan["databases"]
+    if any(databases.values()):
+        out += ["## Databases (MariaDB)", ""]
+        rows = [["create", _code(d["database"]), _md(d["subdomain"])]
+                for d in databases["create"]]
+        rows += [["**REMOVE**", _code(d["database"]), _md(d["subdomain"])]
+                 for d in databases["delete"]]
+        out += _table(["Action", "Database and user", "Subdomain"], rows)
     return out
 
 

@@ -1,9 +1,10 @@
 """The credential register (SOP step 5, record 4).
 
 An ansible-vault encrypted YAML file holding, per account, the username, the
-plaintext password (it is printed for the agency: SOP step 7) and its crypt
-hash (what the servers receive); and, under ``keys``, the servers' own shared
-secrets (the DNS zone-transfer TSIG key), generated once like passwords. Rules:
+plaintext password (it is printed for the agency: SOP step 7) and its hash
+(what the servers receive: SHA512-CRYPT; MariaDB's native hash for a database
+user); and, under ``keys``, the servers' own shared secrets (the DNS
+zone-transfer TSIG key), generated once like passwords. Rules:
 
 - a password is generated once and never changes on a re-run; ``reset`` is the
   only way to issue a new one;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import os
 import secrets
 import tempfile
@@ -68,6 +70,19 @@ def generate_key_secret() -> str:
 def hash_password(password: str) -> str:
     """SHA512-CRYPT (``$6$``): accepted by Dovecot and by shadow."""
     return sha512_crypt.using(rounds=HASH_ROUNDS).hash(password)
+
+
+def mariadb_hash(password: str) -> str:
+    """MariaDB's mysql_native_password hash (``*`` and SHA1(SHA1(password)) in
+    hex): what ``CREATE USER ... IDENTIFIED BY PASSWORD`` takes, so the database
+    server, like the others, never receives the password itself."""
+    stage1 = hashlib.sha1(password.encode()).digest()  # noqa: S324 (MariaDB's format)
+    return "*" + hashlib.sha1(stage1).hexdigest().upper()  # noqa: S324
+
+
+def hash_for(kind: str, password: str) -> str:
+    """The hash the servers receive for an account of this kind."""
+    return mariadb_hash(password) if kind == "database" else hash_password(password)
 
 
 def hash_passwords(passwords: list[str]) -> list[str]:
@@ -163,7 +178,10 @@ class Register:
                 self.changed_agency = True
         new = [acct for acct in wanted if acct["id"] not in self.accounts]
         passwords = [generate_password() for _ in new]
-        hashes = hash_passwords(passwords)
+        crypt = [i for i, acct in enumerate(new) if acct["kind"] != "database"]
+        hashes = [mariadb_hash(p) for p in passwords]
+        for i, hashed in zip(crypt, hash_passwords([passwords[i] for i in crypt]), strict=True):
+            hashes[i] = hashed
         added = []
         for acct, password, hashed in zip(new, passwords, hashes, strict=True):
             if acct["id"] in self.accounts:  # listed twice
@@ -235,7 +253,7 @@ class Register:
         entry = self.accounts[account_id]
         entry.update(
             password=password,
-            hash=hash_password(password),
+            hash=hash_for(entry.get("kind", ""), password),
             reset=(today or dt.date.today()).isoformat(),
             reprint=True,
         )

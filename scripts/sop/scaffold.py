@@ -266,6 +266,11 @@ def from_flags(args) -> tuple[dict, list[str], set[Path_]]:
         value = getattr(args, _dest(q.flag))
         if value is not None:
             _set(doc, q.path, value.strip())
+    if getattr(args, "database", False):
+        if "hosting" in doc:
+            doc["hosting"]["database"] = True
+        else:
+            wrong.append("--database needs --hosting-quota: a database belongs to a website")
     missing = [q for q in REQUIRED if _get(doc, q.path) in (None, "")]
     for q in missing:
         wrong.append(f"{q.flag} is missing: {q.words} (e.g. {q.flag} '{q.example}')")
@@ -425,8 +430,23 @@ class Interview:
         self.say(f"  The name will be {label}.{self.zone}")
         if not self.scalar(BY_PATH["hosting", "quota"], optional=True):
             self.doc.pop("hosting", None)
+        elif not _get(self.doc, ("hosting", "database")):
+            self.database()
         self.mail(label)
         return self.doc
+
+    def database(self) -> None:
+        """Ask whether the site gets a database (hosting.database)."""
+        while True:
+            answer = self.ask("Does the site need a database (e.g. for WordPress)? "
+                              "yes or no [no]: ").lower() or "no"
+            if answer in ("yes", "y", "ya"):
+                self.doc["hosting"]["database"] = True
+                return
+            if answer in ("no", "n", "tidak"):
+                self.doc["hosting"].pop("database", None)
+                return
+            self.say("  Please answer yes or no.")
 
     def mail(self, label: str) -> None:
         given = self.doc.pop("mail", None) or {}
@@ -596,6 +616,9 @@ def add_parser(sub) -> None:
         epilog=exits.epilog(exits.OK, exits.INVALID, exits.CANNOT_RUN))
     for q in SCALARS:
         p.add_argument(q.flag, metavar="TEXT", help=f"{q.words} (e.g. {q.example})")
+    p.add_argument("--database", action="store_true",
+                   help="the site gets a database of its own (hosting.database: true; "
+                        "needs --hosting-quota)")
     p.add_argument("--mailbox", action="append", metavar="LOCAL:HOLDER:QUOTA",
                    help="a mailbox, e.g. 'admin:Maria Ngongo:1G' (repeat for more)")
     p.add_argument("--alias", action="append", metavar="LOCAL:TARGET[,TARGET]",

@@ -95,6 +95,10 @@ def facts_from_events(events: Iterable[Mapping]) -> tuple[list[dict], list[dict]
             mounts.append({"host": host, **entry})
         for entry in facts.get("storage_check_usage") or []:
             usage.append({"host": host, **entry})
+        for entry in facts.get("storage_check_database_sizes") or []:
+            usage.append({"host": host, "id": f"mariadb:{entry['name']}", "kind": "database",
+                          "used_bytes": entry["used_bytes"], "disk_bytes": None,
+                          "source": "mariadb"})
     return mounts, usage
 
 
@@ -110,8 +114,14 @@ def _percent(used: int | None, quota: int) -> float | None:
 
 
 def agencies_usage(requests: Iterable[Mapping], usage: Iterable[Mapping]) -> list[dict]:
-    """Per agency: each account (hosting, mailboxes) used against its quota."""
-    from .model import hosting_account_id, hosting_username
+    """Per agency: each account (hosting, mailboxes) used against its quota; a
+    site's database (``database_bytes``) counts in its hosting account's use."""
+    from .model import (
+        database_name,
+        hosting_account_id,
+        hosting_username,
+        wants_database,
+    )
 
     by_id = {str(u["id"]).lower(): u for u in usage}
     out = []
@@ -128,6 +138,13 @@ def agencies_usage(requests: Iterable[Mapping], usage: Iterable[Mapping]) -> lis
         for kind, account_id, name, holder, quota in wanted:
             found = by_id.get(account_id.lower())
             used = found.get("used_bytes") if found else None
+            database = None
+            if kind == "hosting" and wants_database(req):
+                # The site's database counts in the site's use (MariaDB's figure).
+                db = by_id.get(f"mariadb:{database_name(req['subdomain'])}")
+                database = db["used_bytes"] if db else None
+                if database is not None:
+                    used = (used or 0) + database
             accounts.append({
                 "id": account_id,
                 "kind": kind,
@@ -138,6 +155,8 @@ def agencies_usage(requests: Iterable[Mapping], usage: Iterable[Mapping]) -> lis
                 "quota_bytes": int(quota),
                 "used_bytes": used,
                 "disk_bytes": found.get("disk_bytes") if found else None,
+                **({"database_bytes": database} if kind == "hosting" and wants_database(req)
+                   else {}),
                 "source": found.get("source") if found else None,
                 "percent": _percent(used, int(quota)),
             })

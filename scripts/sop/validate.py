@@ -819,10 +819,18 @@ def _check_aliases(chk: _Checked, owners: dict[str, FieldPath] | None, policy: _
             chk.forwards.append((ctx.address, path + ("to",), resolved))
 
 
+def _check_database(chk: _Checked) -> None:
+    """A database is for PHP programs: not with PHP turned off."""
+    if chk.get("hosting", "database") is True and chk.get("hosting", "php") is False:
+        chk.report(("hosting", "database"), "needs PHP: a site with php: false cannot use "
+                                            "a database; remove php: false or the database")
+
+
 def _check_rules(chk: _Checked, policy: _Policy, today: datetime.date) -> None:
     _check_subdomain(chk, policy)
     _check_dates(chk, today)
     _check_quotas(chk, policy)
+    _check_database(chk)
     owners = _check_local_parts(chk, policy)
     _check_aliases(chk, owners, policy)
 
@@ -967,6 +975,8 @@ def _normalized(data: dict[str, Any], file: str, zone: str) -> dict[str, Any]:
         hosting = {"quota": quota, "quota_bytes": parse_size(quota)}
         if "php" in data["hosting"]:  # left out: the inventory's sop_php_default decides
             hosting["php"] = data["hosting"]["php"]
+        if "database" in data["hosting"]:  # left out: no database
+            hosting["database"] = data["hosting"]["database"]
     mail = None
     if "mail" in data:
         kind = data["mail"]["domain"]

@@ -108,6 +108,13 @@ def sftp_refused(user: str, password: str) -> bool:
     return False
 
 
+def db_login(user: str, password: str):
+    """The site's database user logs in through the socket (issue 20)."""
+    from .test_database import mariadb
+
+    return mariadb("SELECT 1;", user=user, password=password)
+
+
 def register():
     from sop.config import load_settings
     from sop.register import Register, vault_password
@@ -231,6 +238,9 @@ def test_a_suspended_agency_shows_a_plain_page_and_refuses_logins(lab, changed):
     with pytest.raises(smtplib.SMTPAuthenticationError):
         submit(BAPPEDA, password(BAPPEDA), message(BAPPEDA, LAYANAN, f"tangguh-{uid()}"))
     assert sftp_refused("w-bappeda", password("hosting:bappeda"))
+    # Its database user is locked (issue 20); its data stays.
+    refused = db_login("w_bappeda", password("database:bappeda"))
+    assert refused.returncode != 0 and "locked" in refused.stderr.lower()
     # Names stay; mail is still accepted (the inventory's default), read after resuming.
     assert answer(f"bappeda.{ZONE}", "A") == (dns.rcode.NOERROR, ["127.0.0.1"])
     assert rcpt(BAPPEDA)[0] == 250
@@ -299,6 +309,8 @@ def test_a_resumed_agency_gets_everything_back_with_the_same_password(lab, remov
     assert fetch_by_subject(BAPPEDA, password(BAPPEDA), lab["held_subject"]), \
         "mail sent while suspended was kept"
     ssh("w-bappeda", password("hosting:bappeda")).close()
+    back = db_login("w_bappeda", password("database:bappeda"))
+    assert back.returncode == 0, back.stderr
 
 
 def test_a_removed_mailbox_is_archived_not_deleted(removed):

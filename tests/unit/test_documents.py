@@ -431,6 +431,26 @@ def test_printout_without_hosting_or_mail():
     assert "BERITA ACARA SERAH TERIMA" in html
 
 
+def test_printout_gives_the_sites_database_host_name_user_and_password(tmp_path):
+    request = make_request()
+    request["hosting"] = {**request["hosting"], "database": True}
+    credentials = make_credentials()
+    credentials["database:dinkes"] = {"username": "w_dinkes", "password": "Db4x-Qw7m-Kt3n-Pa9c",
+                                      "created": "2026-11-30", "reprint": False}
+    path = render_printout(request, credentials, make_settings(), tmp_path / "out", today=TODAY)
+    last = pdf_pages(path)  # the receipt; the sheet before it may take two pages
+    page1, page2 = pdftotext(path, 1, last - 1), pdftotext(path, last, last)
+    assert "BERITA ACARA SERAH TERIMA" in page2
+    assert "Basis data (MariaDB)" in page1 and "w_dinkes" in page1 and "localhost" in page1
+    assert "Db4x-Qw7m-Kt3n-Pa9c" in page1
+    assert "w_dinkes" in page2 and "Db4x-Qw7m-Kt3n-Pa9c" not in page2  # the receipt: no password
+    del credentials["database:dinkes"]
+    with pytest.raises(ValueError, match="database:dinkes"):
+        render_printout_html(request, credentials, make_settings(), today=TODAY)
+    assert "basis data" not in render_printout_html(make_request(), make_credentials(),
+                                                    make_settings(), today=TODAY)
+
+
 def test_printout_refuses_missing_credentials():
     credentials = make_credentials()
     del credentials[f"admin@dinkes.{DOMAIN}"]

@@ -90,6 +90,34 @@ def test_storage_actions_name_the_folders_and_the_dated_archives():
     assert acts["web"]["remove"] == ["w-lama"] and acts["web"]["lock"] == []
 
 
+def test_a_database_given_up_is_dumped_beside_the_site_archives_then_purged():
+    with_db = full("wp")
+    with_db["hosting"]["database"] = True
+    kept = full("wp")  # the same request without its database
+    reg = register_of(with_db, full("lama"))
+    reg["database:wp"]["username"] = "w_wp"
+    reg["database:lama"] = {"subdomain": "lama", "username": "w_lama", "kind": "database",
+                            "archived": "2027-03-01"}
+    d = lifecycle.decide([kept, full("lama")], reg, TODAY, CFG, allow_large_removal=True)
+    assert d["archive"] == ["database:wp"] and d["purge"] == ["database:lama"]
+    acts = lifecycle.storage_actions(d, reg, TODAY, ROOTS)
+    assert acts["web"]["databases"] == {
+        "archive": [{"name": "w_wp", "user": "w_wp", "subdomain": "wp",
+                     "archive": "/srv/www/.archive/w_wp-2027-04-05.sql"}],
+        "restore": [],
+        "purge": [{"name": "w_lama", "user": "w_lama", "subdomain": "lama",
+                   "archive": "/srv/www/.archive/w_lama-2027-03-01.sql"}]}
+    # Nothing of the database among the folders and Unix users of the site.
+    assert acts["web"]["archive"] == acts["web"]["purge"] == []
+    assert acts["web"]["lock"] == acts["web"]["remove"] == []
+    reg["database:wp"]["archived"] = "2027-04-01"
+    d = lifecycle.decide([with_db, full("lama")], reg, TODAY, CFG, allow_large_removal=True)
+    assert d["restore"] == ["database:wp"]
+    acts = lifecycle.storage_actions(d, reg, TODAY, ROOTS)
+    assert [i["archive"] for i in acts["web"]["databases"]["restore"]] == [
+        "/srv/www/.archive/w_wp-2027-04-01.sql"]
+
+
 def test_the_lifecycle_date_can_be_set_explicitly_and_is_checked():
     assert lifecycle.today_from("2027-04-05") == TODAY
     assert lifecycle.today_from("") == lifecycle.today_from(None)

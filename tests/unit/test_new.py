@@ -93,6 +93,20 @@ def test_flags_write_a_valid_file(folder: Path, capsys) -> None:
     assert lint.returncode == 0, lint.stdout
 
 
+def test_database_flag_asks_for_a_database_and_needs_hosting(folder: Path, capsys) -> None:
+    code, _, err = new(folder, "--database", "--mailbox", "admin:Maria Ngongo:1G",
+                       capsys=capsys)
+    assert code == 0, err
+    assert "database: true" in (folder / "dinsos.yml").read_text()
+    (req,), problems = validate_paths([folder])
+    assert problems == [] and req["hosting"]["database"] is True
+    code, _, err = new(folder, "--database", "--mailbox", "admin:Maria Ngongo:1G",
+                       "--subdomain", "dinsos2", drop=("--hosting-quota",), capsys=capsys)
+    assert code != 0
+    assert "--database needs --hosting-quota" in err
+    assert not (folder / "dinsos2.yml").exists()
+
+
 def test_mail_only_event_on_the_parent_domain(folder: Path, capsys) -> None:
     code, _, err = new(folder, "--mailbox", "panitia.pasola:Yakobus Dairo:256M",
                        "--mail-domain", "parent", "--ends", "2027-03-31",
@@ -269,6 +283,9 @@ def test_questions_explain_mistakes_and_write_a_valid_file(folder: Path) -> None
         ("none for no web hosting", "500"),
         ("hosting.quota must be a positive whole size", None),
         ("none for no web hosting", "512M"),
+        ("Does the site need a database", "perhaps"),
+        ("Please answer yes or no.", None),
+        ("Does the site need a database", "yes"),
         ("(parent); none for no email [subdomain]: ", ""),
         ("Mailbox 1: the part of the address before the @: ", "admin"),
         ("who uses the mailbox", "Maria Ngongo"),
@@ -288,6 +305,7 @@ def test_questions_explain_mistakes_and_write_a_valid_file(folder: Path) -> None
     (req,) = [r for r in requests if r["subdomain"] == "dinsos"]
     assert req["agency"]["ends"] == "2027-01-31"
     assert req["hosting"]["quota"] == "512M"
+    assert req["hosting"]["database"] is True
     assert req["mail"]["aliases"][0]["to"] == ["admin@dinsos.sumbabaratdayakab.go.id",
                                                "arsip@gmail.com"]
 

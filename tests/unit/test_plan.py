@@ -101,7 +101,7 @@ def test_no_change_plans_nothing(repo: Path) -> None:
         "affected_percent": 0.0, "threshold_percent": 30.0, "large_change": False,
         "large_change_allowed": False}
     assert plan["dns"] == {"add": [], "remove": []}
-    for key in ("mailboxes", "aliases", "vhosts", "hosting_accounts"):
+    for key in ("mailboxes", "aliases", "vhosts", "hosting_accounts", "databases"):
         assert not any(plan[key].values()), key
     assert plan["quota"]["added_bytes"] == 0
     assert "merging changes nothing" in render_markdown(plan)
@@ -175,6 +175,24 @@ def test_a_changed_request_lists_each_field(repo: Path) -> None:
     text = render_markdown(plan)
     assert "| `hosting.quota` | 256M | 1G |" in text
     assert "| change | `w-dinas-0001` | dinas-0001 | 256M → 1G |" in text
+
+
+def test_a_database_asked_for_then_given_up(repo: Path) -> None:
+    label = "dinas-0001"
+    edit(repo, label, lambda doc: doc["hosting"].update(database=True))
+    plan = planned(repo)
+    assert plan["databases"] == {"create": [{"database": "w_dinas_0001", "subdomain": label}],
+                                 "delete": []}
+    (changed,) = plan["agencies"]["changed"]
+    assert changed["changes"] == [{"field": "hosting.database", "before": None, "after": True}]
+    assert "| create | `w_dinas_0001` | dinas-0001 |" in render_markdown(plan)
+    git(repo, "commit", "-qam", "database")
+    edit(repo, label, lambda doc: doc["hosting"].pop("database"))
+    plan = planned(repo)
+    assert plan["databases"]["delete"] == [{"database": "w_dinas_0001", "subdomain": label}]
+    text = render_markdown(plan)
+    assert "| **REMOVE** | `w_dinas_0001` | dinas-0001 |" in text
+    assert "**DELETION:** 1 database would be deleted" in text
 
 
 def test_a_removed_request_is_flagged_loudly(repo: Path) -> None:
@@ -445,8 +463,8 @@ def test_json_shape(repo: Path) -> None:
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert set(plan) == {"zone", "folder", "status", "base", "summary", "agencies", "dns",
-                         "mailboxes", "aliases", "vhosts", "hosting_accounts", "quota",
-                         "storage", "base_problems"}
+                         "mailboxes", "aliases", "vhosts", "hosting_accounts", "databases",
+                         "quota", "storage", "base_problems"}
     assert set(plan["agencies"]) == {"added", "changed", "removed"}
     assert set(plan["dns"]) == {"add", "remove"}
     assert set(plan["mailboxes"]) == set(plan["hosting_accounts"]) == {"create", "delete",

@@ -39,6 +39,20 @@ def test_hash_is_sha512_crypt_and_verifies():
     assert sha512_crypt.verify("abcd-efgh", h)
 
 
+def test_a_database_user_gets_mariadbs_native_hash_at_creation_and_reset(tmp_path):
+    # MariaDB: SELECT PASSWORD('password') gives this.
+    assert reg.mariadb_hash("password") == "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+    r = reg.Register(tmp_path / "r.yml", b"pw")
+    r.ensure([*WANTED, {"id": "database:dinkes", "username": "w_dinkes", "kind": "database",
+                        "subdomain": "dinkes"}])
+    entry = r.accounts["database:dinkes"]
+    assert entry["hash"] == reg.mariadb_hash(entry["password"])
+    assert r.accounts["hosting:dinkes"]["hash"].startswith("$6$")
+    old = entry["password"]
+    r.reset("database:dinkes")
+    assert entry["password"] != old and entry["hash"] == reg.mariadb_hash(entry["password"])
+
+
 def test_register_round_trip_is_encrypted_and_private(tmp_path):
     path = tmp_path / "reg.vault.yml"
     r = reg.Register(path, b"s3cret")

@@ -208,6 +208,33 @@ def test_record_keeps_mounts_and_agencies_at_the_top_level():
     assert agency["quota_bytes"] == 300 * MiB and agency["used_bytes"] == 95 * MiB
 
 
+def test_a_sites_database_counts_in_its_use_and_can_put_it_under_supervision():
+    reqs = [request("wp", 100 * MiB, []), request("statis", 100 * MiB, [])]
+    reqs[0]["hosting"]["database"] = True
+    events = [{"event_data": {"host": "lab", "res": {"ansible_facts": {
+        "storage_check_usage": [usage_row("hosting:wp", 50 * MiB, host=None),
+                                usage_row("hosting:statis", 50 * MiB, host=None)],
+        "storage_check_database_sizes": [{"name": "w_wp", "used_bytes": 40 * MiB},
+                                         {"name": "w_statis", "used_bytes": 99 * MiB}]}}}}]
+    mounts, usage = storage.facts_from_events(events)
+    rec = storage.build_record(run_id="R", taken="2026-11-30T00:00:00+00:00", inventory="",
+                               status="ok", check_mode=False, overcommit=False,
+                               reserve_percent=15, warn_percent=80, requests=reqs,
+                               mounts=mounts, usage=usage)
+    wp, statis = ({a["id"]: a for a in ag["accounts"]} for ag in rec["agencies"])
+    assert wp["hosting:wp"]["database_bytes"] == 40 * MiB
+    assert wp["hosting:wp"]["used_bytes"] == 90 * MiB and wp["hosting:wp"]["percent"] == 90.0
+    # A site without a database is not charged for one of the same name.
+    assert "database_bytes" not in statis["hosting:statis"]
+    assert statis["hosting:statis"]["used_bytes"] == 50 * MiB
+    assert [a["subdomain"] for a in storage.supervision(rec, 80)] == ["wp"]
+    role = _load_role_filter()
+    rows = {"stdout": f"w_wp\t{40 * MiB}\nmysql\t123\nw_lain\t\n"}
+    assert role.storage_check_database_sizes(["w_wp", "w_lain"], rows) == [
+        {"name": "w_wp", "used_bytes": 40 * MiB}]
+    assert role.storage_check_database_sizes(["w_wp"], {"stdout": "", "rc": 1}) == []
+
+
 def test_supervision_lists_agencies_at_or_above_the_share_with_their_contact():
     reqs = [request("a", 100 * MiB, []), request("b", 100 * MiB, [("x", 1000)]),
             request("c", 1000, [])]

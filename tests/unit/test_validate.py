@@ -512,6 +512,15 @@ BAD_CASES = [
         "mail.aliases[0].to[0]", "has no mailbox or alias nobody"),
     bad("alias-to-pipe", put("mail.aliases[0].to", ["|/bin/sh"]), "mail.aliases[0].to[0]",
         "full address"),
+    # hosting.database
+    bad("database-quoted", put("hosting.database", "true"), "hosting.database",
+        "must be true or false (without quotes)"),
+    bad("database-yes-word", put("hosting.database", "ya"), "hosting.database",
+        "must be true or false (without quotes)"),
+    bad("database-number", put("hosting.database", 1), "hosting.database",
+        "must be true or false (without quotes)"),
+    bad("database-without-php", both(put("hosting.database", True), put("hosting.php", False)),
+        "hosting.database", "needs PHP"),
 ]
 
 

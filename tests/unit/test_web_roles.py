@@ -223,6 +223,32 @@ def test_php_sites_and_pools_follow_the_request_then_the_inventory():
     assert [p["name"] for p in model.php_pools(reqs, on)] == ["ya", "diam"]
 
 
+def test_a_database_is_an_account_a_php_site_and_a_locked_user_when_suspended():
+    def req(label, database=None, php=None, status=None):
+        hosting = {"quota": "1G", "quota_bytes": 1 << 30}
+        for key, value in (("database", database), ("php", php)):
+            if value is not None:
+                hosting[key] = value
+        return {"subdomain": label, "fqdn": f"{label}.{ZONE}", "hosting": hosting,
+                "agency": {"name": label, "abbreviation": label.upper()},
+                **({"status": status} if status else {})}
+
+    reqs = [req("wp-satu", database=True), req("dua", database=False),
+            req("tiga", database=True, status="suspended"), req("empat")]
+    accounts = [a for a in model.accounts(reqs) if a["kind"] == "database"]
+    assert [(a["id"], a["username"]) for a in accounts] == [
+        ("database:wp-satu", "w_wp_satu"), ("database:tiga", "w_tiga")]
+    assert [s["php"] for s in model.vhosts(reqs, {"web_root": "/srv/www"})] == [
+        True, False, True, False]
+    hashes = {"database:wp-satu": "*AA", "database:tiga": "*BB"}
+    assert model.databases(reqs, hashes) == [
+        {"name": "w_tiga", "user": "w_tiga", "hash": "*BB", "locked": True},
+        {"name": "w_wp_satu", "user": "w_wp_satu", "hash": "*AA", "locked": False}]
+    long = "x" * 63
+    assert model.database_name(long) == model.hosting_username(long).replace("-", "_")
+    assert len(model.database_name(long)) <= 32
+
+
 # --- the run report ------------------------------------------------------------------------
 
 def test_accounts_over_quota_become_report_notes_in_bahasa_indonesia():

@@ -162,9 +162,23 @@ def storage_check_headroom(paths: list, mounts: dict, du_results: list,
     return out
 
 
+def storage_check_database_sizes(names: list, result=None) -> list:
+    """Bytes of each named MariaDB database (information_schema: data and
+    indexes), from the query's tab-separated rows; a database the server
+    does not hold (or a server not running yet) is left out."""
+    wanted = {str(n) for n in names or []}
+    out = []
+    for line in ((result or {}).get("stdout") or "").splitlines():
+        name, _, size = line.partition("\t")
+        if name in wanted and size.strip().isdigit():
+            out.append({"name": name, "used_bytes": int(size)})
+    return sorted(out, key=lambda d: d["name"])
+
+
 class FilterModule:
     def filters(self):
         return {
+            "storage_check_database_sizes": storage_check_database_sizes,
             "storage_check_depth": storage_check_depth,
             "storage_check_usage": storage_check_usage,
             "storage_check_headroom": storage_check_headroom,
