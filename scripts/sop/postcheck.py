@@ -27,6 +27,9 @@ import dns.query
 import dns.rdatatype
 
 TIMEOUT = 5.0
+# A refused webmail login waits for Dovecot's delay after a failed password,
+# longer at each failure from the same address (the web server's), up to 15 s.
+WEBMAIL_LOGIN_TIMEOUT = 30.0
 # Checks in flight at once (threads: they wait on sockets).
 WORKERS = 8
 
@@ -287,7 +290,7 @@ def check_webmail(req: Mapping, cfg: Mapping, address: str | None = None,
             return _result(req, "webmail", target, True, detail)
         status, _ = session.request("POST", "/?_task=login", {
             "_token": token[1], "_task": "login", "_action": "login", "_timezone": "Asia/Makassar",
-            "_url": "", "_user": address, "_pass": password or ""})
+            "_url": "", "_user": address, "_pass": password or ""}, WEBMAIL_LOGIN_TIMEOUT)
         logged_in = status in (301, 302) and "_task=mail" in session.location
         if suspended:
             ok = not logged_in
@@ -317,11 +320,12 @@ class _WebSession:
         self.location = ""
         self.issuer = "?"
 
-    def request(self, method: str, path: str, form: Mapping | None = None) -> tuple[int, str]:
+    def request(self, method: str, path: str, form: Mapping | None = None,
+                timeout: float = TIMEOUT) -> tuple[int, str]:
         ctx = tls_context(self.cfg.get("ca_file"), self.host)
         conn = http.client.HTTPSConnection(self.cfg["web_address"],
                                            int(self.cfg.get("web_https_port", 443)),
-                                           timeout=TIMEOUT, context=ctx)
+                                           timeout=timeout, context=ctx)
         headers = {"Host": self.host}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
