@@ -354,8 +354,10 @@ def _check_and_print(settings: Settings, register, record: dict, served: list, n
     t = time.monotonic()
     # Every login where passwords are new or reset; a sample of the rest.
     changed = set(new) | {r["subdomain"] for r in served if register.print_due(r["subdomain"])}
+    # The webmail (sop_webmail) is checked at the web server's address.
+    webmail = {"webmail_host": (settings.get("sop_webmail") or {}).get("hostname")}
     record["postchecks"] = postcheck.run_postchecks(
-        served, register.accounts, settings.get("sop_postcheck") or {}, changed
+        served, register.accounts, {**(settings.get("sop_postcheck") or {}), **webmail}, changed
     )
     progress.step_seconds[8] = time.monotonic() - t
     boxes = sum(len((r.get("mail") or {}).get("mailboxes", [])) for r in served)

@@ -88,6 +88,7 @@ class Settings:
             "administrator": self.vars.get("sop_administrator") or {},
             "head_of_division": self.vars.get("sop_head_of_division") or {},
             "mail_client": self.vars.get("sop_mail_client") or {},
+            "webmail": self.vars.get("sop_webmail") or {},
             "sftp": self.vars.get("sop_sftp") or {},
             "web_scheme": self.vars.get("sop_web_scheme", "https"),
             "templates_dir": self.vars.get("sop_templates_dir"),

@@ -77,7 +77,8 @@ CATEGORY_ID = {
     "layanan": "Nama layanan publik",
     "kegiatan": "Nama kegiatan",
 }
-CHECK_NAMES_ID = {"dns": "DNS", "http": "HTTP", "https": "HTTPS", "imap": "IMAP", "smtp": "SMTP"}
+CHECK_NAMES_ID = {"dns": "DNS", "http": "HTTP", "https": "HTTPS", "imap": "IMAP", "smtp": "SMTP",
+                  "webmail": "Webmail"}
 
 _SAFE_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -215,6 +216,12 @@ def _credential(credentials: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return entry
 
 
+def _webmail_url(webmail: Mapping[str, Any] | None) -> str | None:
+    """The webmail's address (``sop_webmail.hostname``), None without one."""
+    hostname = (webmail or {}).get("hostname")
+    return f"https://{hostname}/" if hostname else None
+
+
 def _with_defaults(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict:
     return {**defaults, **(given or {})}
 
@@ -339,6 +346,7 @@ def _printout_context(
         "mailboxes": mailboxes,
         "aliases": _aliases(mail, mailboxes),
         "mail_client": _with_defaults(_MAIL_CLIENT, settings.get("mail_client")),
+        "webmail_url": _webmail_url(settings.get("webmail")),
         "password_column_cm": _password_column_cm(mailboxes),
         "accounts_created": sorted({str(e["created"]) for e in used if e.get("created")}),
         "reprint": any(bool(e.get("reprint")) for e in used),

@@ -4,8 +4,10 @@ For each request: the name answers at the authoritative DNS server, the site
 answers for its name, and every mailbox logs in over IMAP, through TLS with a
 verified certificate, with the password from the register. For a suspended
 request (``status: suspended``, issue 9) the opposite is checked: the site
-answers 503 (the suspended page) and the login is refused. Results carry no
-password.
+answers 503 (the suspended page) and the login is refused. With a webmail
+(``webmail_host``), its page answers over HTTPS with a verified certificate,
+the mailboxes of new or reset accounts log in through it (and out), and a
+suspended agency's are refused there too. Results carry no password.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ from __future__ import annotations
 import http.client
 import imaplib
 import ipaddress
+import re
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from urllib.parse import urlencode
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
 TIMEOUT = 5.0
+# A refused webmail login waits for Dovecot's delay after a failed password,
+# longer at each failure from the same address (the web server's), up to 15 s.
+WEBMAIL_LOGIN_TIMEOUT = 30.0
 # Checks in flight at once (threads: they wait on sockets).
 WORKERS = 8
 
@@ -233,10 +240,116 @@ def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mappin
                 continue
             checks.append(partial(check_imap, req, box["address"], entry["password"], cfg,
                                   suspended))
+    checks += _webmail_checks(requests, boxes, chosen, credentials, cfg, changed)
     if len(checks) < 2 or workers < 2:
         return [check() for check in checks]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda check: check(), checks))
+
+
+def _webmail_checks(requests: list[Mapping], boxes: list[tuple[Mapping, Mapping]],
+                    chosen: set[str], credentials: Mapping[str, Mapping], cfg: Mapping,
+                    changed: Iterable[str] | None) -> list[Callable[[], dict]]:
+    """Webmail logins: the chosen mailboxes of new or reset accounts (all the
+    chosen ones without ``changed``) and of suspended agencies (refused); the
+    page alone when there is none of them."""
+    host = cfg.get("webmail_host")
+    if not host:
+        return []
+    changed = None if changed is None else set(changed)
+    checks: list[Callable[[], dict]] = []
+    for req, box in boxes:
+        suspended = req.get("status") == "suspended"
+        entry = credentials.get(box["address"])
+        if box["address"] not in chosen or entry is None:
+            continue
+        if suspended or changed is None or req["subdomain"] in changed:
+            checks.append(partial(check_webmail, req, cfg, box["address"], entry["password"],
+                                  suspended))
+    if not checks:
+        checks.append(partial(check_webmail, {"subdomain": "-"}, cfg))
+    return checks
+
+
+def check_webmail(req: Mapping, cfg: Mapping, address: str | None = None,
+                  password: str | None = None, suspended: bool = False) -> dict:
+    """The webmail's login page over HTTPS at ``web_address`` (certificate
+    verified for ``webmail_host``); with an address, a login through the page
+    as a browser makes it (session cookie, request token), then the logout.
+    For a suspended agency the login must be refused."""
+    host = cfg["webmail_host"]
+    session = _WebSession(host, cfg)
+    target = address or host
+    try:
+        status, body = session.request("GET", "/")
+        token = re.search(r'name="_token" value="([^"]+)"', body)
+        if status != 200 or not token or 'name="_user"' not in body:
+            return _result(req, "webmail", target, False, f"HTTPS {status}, tanpa halaman login")
+        detail = f"HTTPS {status}, sertifikat dari {session.issuer}"
+        if address is None:
+            return _result(req, "webmail", target, True, detail)
+        status, _ = session.request("POST", "/?_task=login", {
+            "_token": token[1], "_task": "login", "_action": "login", "_timezone": "Asia/Makassar",
+            "_url": "", "_user": address, "_pass": password or ""}, WEBMAIL_LOGIN_TIMEOUT)
+        logged_in = status in (301, 302) and "_task=mail" in session.location
+        if suspended:
+            ok = not logged_in
+            return _result(req, "webmail", target, ok,
+                           "login ditolak (ditangguhkan)" if ok else
+                           "login diterima, padahal ditangguhkan")
+        if not logged_in:
+            return _result(req, "webmail", target, False, f"login ditolak (HTTP {status})")
+        status, body = session.request("GET", "/?_task=mail")
+        token = re.search(r'"request_token":"([^"]+)"', body)
+        if token:
+            session.request("GET", f"/?_task=logout&_token={token[1]}")
+        return _result(req, "webmail", target, True, f"login OK; {detail}")
+    except ssl.SSLCertVerificationError as exc:
+        return _result(req, "webmail", target, False,
+                       f"HTTPS: sertifikat ditolak ({exc.verify_message})")
+    except Exception as exc:  # network errors of every kind are a failed check
+        return _result(req, "webmail", target, False, exc.__class__.__name__)
+
+
+class _WebSession:
+    """Requests to one HTTPS name at ``web_address`` keeping the cookies."""
+
+    def __init__(self, host: str, cfg: Mapping):
+        self.host, self.cfg = host, cfg
+        self.cookies: dict[str, str] = {}
+        self.location = ""
+        self.issuer = "?"
+
+    def request(self, method: str, path: str, form: Mapping | None = None,
+                timeout: float = TIMEOUT) -> tuple[int, str]:
+        ctx = tls_context(self.cfg.get("ca_file"), self.host)
+        conn = http.client.HTTPSConnection(self.cfg["web_address"],
+                                           int(self.cfg.get("web_https_port", 443)),
+                                           timeout=timeout, context=ctx)
+        headers = {"Host": self.host}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            self.issuer = _issuer(conn.sock)
+        finally:
+            conn.close()
+        for name, value in resp.getheaders():
+            if name.lower() == "set-cookie":
+                key, _, rest = value.partition("=")
+                val = rest.split(";", 1)[0]
+                if val in ("", "-del-", "deleted"):
+                    self.cookies.pop(key.strip(), None)
+                else:
+                    self.cookies[key.strip()] = val
+        self.location = resp.getheader("Location") or ""
+        return resp.status, text
 
 
 def _imap_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping,

@@ -55,6 +55,11 @@ MANAGED_FILES = [
     "/etc/nginx/sop-lab-ca/site.crt",
     "/etc/php/8.2/fpm/pool.d/sop-sites.conf",
     "/etc/ssh/sshd_config.d/sop-hosting.conf",
+    # The webmail: its settings and its DES key (made once, kept).
+    "/etc/roundcube/config.inc.php",
+    "/etc/roundcube/sop-des-key.inc.php",
+    "/etc/php/8.2/fpm/pool.d/sop-webmail.conf",
+    "/etc/nginx/conf.d/sop-webmail.conf",
 ]
 
 

@@ -834,3 +834,14 @@ def test_printout_of_a_mail_only_request_shows_no_website():
     # With hosting the website is there, and the mail domain is not repeated.
     html = render_printout_html(make_request(), make_credentials(), make_settings(), today=TODAY)
     assert f"https://dinkes.{DOMAIN}" in html and "Domain alamat email" not in html
+
+
+def test_printout_section_d_gives_the_webmail_address_when_there_is_one():
+    settings = make_settings()
+    html = render_printout_html(make_request(), make_credentials(), settings, today=TODAY)
+    assert "Webmail" not in html, "no webmail configured: none printed"
+    settings["webmail"] = {"hostname": f"webmail.{DOMAIN}"}
+    html = render_printout_html(make_request(), make_credentials(), settings, today=TODAY)
+    section_d = html.split("Pengaturan Aplikasi Email", 1)[1].split("</table>", 1)[0]
+    assert f"<td>Webmail (peramban)</td><td colspan=\"3\">https://webmail.{DOMAIN}/</td>" \
+        in section_d

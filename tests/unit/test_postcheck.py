@@ -117,3 +117,44 @@ def test_no_server_is_a_failed_check(monkeypatch: pytest.MonkeyPatch) -> None:
         port = closed.getsockname()[1]
     result = postcheck.check_dns(request("dinkes"), cfg(port))
     assert result["ok"] is False and result["detail"].startswith("A: ")
+
+
+def _mail_request(label: str, locals_: list[str], status: str | None = None) -> dict:
+    boxes = [{"address": f"{lp}@{label}.example.go.id"} for lp in locals_]
+    req = {"subdomain": label, "fqdn": f"{label}.example.go.id", "hosting": None,
+           "mail": {"domain": "subdomain", "address_domain": f"{label}.example.go.id",
+                    "mailboxes": boxes}}
+    if status:
+        req["status"] = status
+    return req
+
+
+def _webmail_plan(monkeypatch: pytest.MonkeyPatch, requests: list[dict], changed,
+                  **extra: object) -> list[tuple]:
+    """Which webmail checks a run makes: (subdomain, address, suspended)."""
+    monkeypatch.setattr(postcheck, "check_dns", lambda req, cfg: {"check": "dns"})
+    monkeypatch.setattr(postcheck, "check_imap", lambda *a, **k: {"check": "imap"})
+    monkeypatch.setattr(postcheck, "check_webmail",
+                        lambda req, cfg, address=None, password=None, suspended=False:
+                        {"check": "webmail", "plan": (req["subdomain"], address, suspended)})
+    creds = {b["address"]: {"password": "rahasia"} for r in requests
+             for b in r["mail"]["mailboxes"]}
+    settings = {"dns_server": "127.0.0.1", "web_address": "127.0.0.1", **extra}
+    results = postcheck.run_postchecks(requests, creds, settings, changed, workers=1)
+    return sorted(r["plan"] for r in results if r["check"] == "webmail")
+
+
+def test_webmail_logins_are_checked_for_new_accounts_and_refused_for_suspended(monkeypatch):
+    reqs = [_mail_request("baru", ["admin", "kepala"]), _mail_request("lama", ["admin"]),
+            _mail_request("tangguh", ["admin"], status="suspended")]
+    plan = _webmail_plan(monkeypatch, reqs, {"baru"}, webmail_host="webmail.example.go.id")
+    assert plan == [("baru", "admin@baru.example.go.id", False),
+                    ("baru", "kepala@baru.example.go.id", False),
+                    ("tangguh", "admin@tangguh.example.go.id", True)]
+
+
+def test_webmail_page_alone_when_no_account_changed_and_nothing_without_a_webmail(monkeypatch):
+    reqs = [_mail_request("lama", ["admin"])]
+    assert _webmail_plan(monkeypatch, reqs, set(), webmail_host="webmail.example.go.id") == \
+        [("-", None, False)]
+    assert _webmail_plan(monkeypatch, reqs, set()) == []
