@@ -9,7 +9,7 @@ per host the time and size of the last good backup, flagged when older than
 A restore extracts only the named paths (a mailbox's folder, a site's home,
 or both and the DKIM key of one agency) from the newest archive on or before
 ``--at``, in place, with their owners: nothing of another agency is written.
-Each restore is recorded under ``<state>/reports/restore-*.json``.
+Each restore is recorded under ``<records>/restores/`` (``sop_records_dir``).
 """
 
 from __future__ import annotations
@@ -230,9 +230,11 @@ def _cmd_restore(args) -> int:
                   f"({done['time'][:19]} UTC)")
         else:
             print(f"{host}: restore FAILED: {record['hosts'][host]['failed']}", file=sys.stderr)
-    reports = settings.state_dir / "reports"
-    reports.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (reports / f"restore-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{args.kind}.json").write_text(
+    # Beside the other records (not among the run reports, which are read
+    # newest first); the controller's backup covers them.
+    folder = settings.path("sop_records_dir") / "restores"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (folder / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{args.kind}.json").write_text(
         json.dumps(record, indent=1) + "\n")
     if not results:
         raise BackupFailed(f"no host with backups in the group(s) {groups}")
@@ -261,7 +263,8 @@ def add_parser(sub) -> None:
         description="Put back, in place and with their owners, only the named data from the "
                     "newest backup on or before --at: a mailbox (its folder), a site (its "
                     "home), or an agency (its mailboxes, DKIM key and site). Files of other "
-                    "agencies are not written. Recorded under <state>/reports/restore-*.json.",
+                    "agencies are not written. Recorded under <records>/restores/ "
+                    "(sop_records_dir).",
         epilog=exits.epilog(exits.OK, exits.CANNOT_RUN, exits.RUN_FAILED))
     p.add_argument("kind", choices=["mailbox", "site", "agency"])
     p.add_argument("name", help="mailbox address, or the agency's subdomain label")

@@ -178,6 +178,28 @@ def test_restore_mailbox_and_site_only_what_was_named(backed_up):
     assert {str(p): tree_hash(p) for p in NEIGHBOURS} == before
 
 
+def test_restore_agency_at_date_only_its_own(backed_up, settings):
+    files = backed_up["files"]
+    for key in ("mail", "site"):
+        files[key][0].unlink()
+    for key in ("neighbour_mail", "neighbour_site"):
+        files[key][0].write_bytes(b"changed again after the backup")
+    others = NEIGHBOURS[:2]  # other agencies (kepala@ is dinkes' own)
+    before = {str(p): tree_hash(p) for p in others}
+    today = json.loads(Path("/var/lib/sop-backup/status.json").read_text())["last_good"]["time"]
+
+    done = sop("restore", "agency", "dinkes", "--at", today[:10])
+    assert done.returncode == 0, done.stdout + done.stderr
+    for path, content, *_ in (files["mail"], files["site"]):
+        assert path.read_bytes() == content
+    assert {str(p): tree_hash(p) for p in others} == before
+    record = json.loads(sorted((settings.path("sop_records_dir") / "restores")
+                               .glob("*-agency.json"))[-1].read_text())
+    assert record["name"] == "dinkes" and record["at"] == today[:10]
+    assert record["hosts"]["lab"]["archive"].startswith("lab-")
+    assert str(SITE) in record["paths"]["web"]
+
+
 def test_restore_refuses_what_is_not_a_name_or_has_no_backup(backed_up):
     done = sop("restore", "mailbox", f"../../etc@{ZONE}")
     assert done.returncode == 2 and "not a mailbox address" in done.stderr
