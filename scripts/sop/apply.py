@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import documents, lifecycle, model, names, postcheck, provenance, storage
+from . import backup_status, documents, lifecycle, model, names, postcheck, provenance, storage
 from .config import Settings
 from .exits import RequestsInvalid
 from .register import VAULT_ENV, VAULT_FILE_ENV, Register, vault_password
@@ -308,6 +308,8 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
         "ansible_seconds": round(ansible_seconds, 1),
         "notes": [],
         "storage": _storage_from_events(result),
+        # Issue 19: each host's last good backup (read by playbooks/backup.yml).
+        "backups": backup_status.rows_from_events(result, settings),
         "postchecks": [],
         "unreachable": unreachable,
     }

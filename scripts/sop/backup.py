@@ -22,13 +22,11 @@ import sys
 from pathlib import Path
 
 from . import exits
+from .backup_status import print_rows, status_rows_of
 from .config import ConfigError, Settings, load_settings
 
-DEFAULT_MAX_AGE_HOURS = 26
 PLAYBOOK = "backup-ops.yml"
 TASK = "Run sop-backup"
-RED = "\033[31m"
-RESET = "\033[0m"
 # What may name a mailbox or a label: nothing that climbs out of its folder.
 _LOCAL = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]*[a-z0-9])?$")
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -85,62 +83,8 @@ def _run_ops(settings: Settings, action: str, args: list[str] | None = None,
     return results
 
 
-def _status_rows(settings: Settings, results: dict[str, dict],
-                 now: dt.datetime | None = None) -> list[dict]:
-    """One row per host from `sop-backup status` outputs."""
-    now = now or dt.datetime.now(dt.UTC)
-    max_age = float((settings.get("sop_backup") or {}).get("max_age_hours")
-                    or DEFAULT_MAX_AGE_HOURS)
-    rows = []
-    for host, res in sorted(results.items()):
-        try:
-            status = json.loads(res["stdout"]) if res["rc"] == 0 else {}
-        except ValueError:
-            status = {}
-        good = status.get("last_good") or {}
-        last = status.get("last") or {}
-        row = {"host": host, "last_good": good.get("time"), "archive": good.get("archive"),
-               "original_size": good.get("original_size"),
-               "repository_size": good.get("repository_size"),
-               "last_failed": last.get("ok") is False, "message": last.get("message", ""),
-               "problems": []}
-        if res["rc"] != 0:
-            row["problems"].append(f"status not read: {res['stderr'].strip()[-200:]}")
-        if not good:
-            row["problems"].append("no good backup")
-        else:
-            age = now - dt.datetime.fromisoformat(good["time"])
-            row["age_hours"] = round(age.total_seconds() / 3600, 1)
-            if row["age_hours"] > max_age:
-                row["problems"].append(f"older than {max_age:g} h")
-        if row["last_failed"]:
-            row["problems"].append(f"last backup failed: {row['message']}")
-        rows.append(row)
-    return rows
-
-
-def _size(n) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _print_rows(rows: list[dict], out=print) -> None:
-    color = sys.stdout.isatty()
-    out(f"{'host':<32} {'last good backup (UTC)':<26} {'size':>10} {'repository':>11}  state")
-    for row in rows:
-        state = "OK" if not row["problems"] else "PERIKSA: " + "; ".join(row["problems"])
-        line = (f"{row['host']:<32} {(row['last_good'] or '-')[:19]:<26} "
-                f"{_size(row['original_size']):>10} {_size(row['repository_size']):>11}  {state}")
-        out(f"{RED}{line}{RESET}" if row["problems"] and color else line)
-
-
 def status_rows(settings: Settings) -> list[dict]:
-    return _status_rows(settings, _run_ops(settings, "status"))
+    return status_rows_of(settings, _run_ops(settings, "status"))
 
 
 def _cmd_run(args) -> int:
@@ -154,7 +98,7 @@ def _cmd_run(args) -> int:
         print(f"{host}: {words[-1] if words else res['rc']}", file=sys.stdout if res["rc"] == 0
               else sys.stderr)
     rows = status_rows(settings)
-    _print_rows(rows)
+    print_rows(rows)
     failed = sorted(h for h, r in results.items() if r["rc"] != 0)
     if failed:
         raise BackupFailed(f"backup failed on {', '.join(failed)}")
@@ -167,7 +111,7 @@ def _cmd_status(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        _print_rows(rows)
+        print_rows(rows)
     return exits.RUN_FAILED if any(r["problems"] for r in rows) else exits.OK
 
 

@@ -146,6 +146,13 @@ def test_archive_holds_what_is_covered_not_printouts(conf, backed_up, settings):
     assert (settings.state_dir / "printouts").is_dir(), "no printouts to leave out"
 
 
+def test_run_report_lists_each_hosts_backup(lab_apply):
+    rows = lab_apply["report"]["backups"]
+    assert [r["host"] for r in rows] == ["lab"]
+    # Read during the apply: a good backup of an earlier run, or flagged.
+    assert rows[0]["last_good"] or "no good backup" in rows[0]["problems"]
+
+
 def test_status_per_host(backed_up):
     done = sop("backup", "status", "--json")
     assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from sop import backup
+from sop import backup, backup_status
 from sop.config import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def status(hours_ago: float | None, last_ok: bool = True, message: str = "") -> 
 
 
 def test_status_flags_old_failed_and_missing_backups(settings):
-    rows = backup._status_rows(settings, {
+    rows = backup_status.status_rows_of(settings, {
         "fresh": status(2), "old": status(27), "failed": status(1, False, "disk full"),
         "never": status(None), "dark": {"rc": 255, "stdout": "", "stderr": "unreachable"},
     }, now=NOW)
@@ -47,7 +47,7 @@ def test_status_flags_old_failed_and_missing_backups(settings):
     assert "no good backup" in by_host["never"]["problems"]
     assert any("status not read" in p for p in by_host["dark"]["problems"])
     lines: list[str] = []
-    backup._print_rows(rows, out=lines.append)
+    backup_status.print_rows(rows, out=lines.append)
     assert sum("PERIKSA" in line for line in lines) == 4
 
 
@@ -101,3 +101,30 @@ def test_units_render_and_verify(tmp_path):
     done = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "sop-backup.timer")],
                           capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "calendar specification" in done.stderr
+
+
+def test_run_report_shows_backups_flagged_in_red(tmp_path, settings):
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from test_documents import make_run, make_settings
+
+    from sop.documents import render_report
+
+    run = make_run()
+    run["backups"] = backup_status.status_rows_of(
+        settings, {"mail": status(3), "web": status(30)}, now=NOW)
+    paths = render_report(run, make_settings(), tmp_path)
+    markdown = paths["md"].read_text()
+    assert "Cadangan data (backup)" in markdown
+    mail_line = next(line for line in markdown.splitlines() if line.startswith("| mail |"))
+    web_line = next(line for line in markdown.splitlines() if line.startswith("| web |"))
+    assert "Baik" in mail_line and "**PERIKSA**: older than 26 h" in web_line
+    # The PDF's HTML: the flagged row in red, the good one not.
+    from sop import documents
+
+    html = documents._environment(make_settings()).get_template("report.html.j2").render(
+        documents._report_context(run, make_settings()))
+    rows = [r for r in html.split("<tr") if "<td>mail</td>" in r or "<td>web</td>" in r]
+    assert len(rows) == 2
+    assert "color: #c00000" in rows[1] and "color: #c00000" not in rows[0]
