@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import documents, lifecycle, model, names, postcheck, provenance, storage
+from . import backup_status, documents, lifecycle, model, names, postcheck, provenance, storage
 from .config import Settings
 from .exits import RequestsInvalid
 from .register import VAULT_ENV, VAULT_FILE_ENV, Register, vault_password
@@ -339,6 +339,8 @@ def _base_record(settings: Settings, run_id: str, started: dt.datetime, requests
         "ansible_seconds": round(seconds, 1),
         "notes": _unreachable_notes(unreachable),
         "storage": _storage_from_events(result),
+        # Issue 19: each host's last good backup (read by playbooks/backup.yml).
+        "backups": backup_status.rows_from_events(result, settings),
         "postchecks": [],
         "unreachable": unreachable,
         "lifecycle": _lifecycle_from_events(result),

@@ -229,7 +229,7 @@ def test_every_command_help_has_a_description_and_its_exit_codes() -> None:
     parser = cli.build_parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     assert set(sub.choices) >= {"validate", "apply", "print", "reset-password", "plan", "new",
-                                "storage", "names"}
+                                "storage", "names", "backup", "restore"}
     for name, command in sub.choices.items():
         text = command.format_help()
         assert command.description and len(command.description) > 40, name

@@ -786,6 +786,8 @@ def test_report_breaks_no_word_in_headers_or_host_names(tmp_path):
                       "used_bytes": 1900000000, "quota_bytes": 2147483648, "percent": 88.5}]}]}
     run["steps"] = sop_steps()
     run["lifecycle"] = {"today": "2026-11-30", "suspended": ["pasola"], "states": {}}
+    run["backups"] = [{"host": host, "last_good": "2026-11-30T02:00:00+00:00",
+                       "original_size": 1, "repository_size": 1, "problems": []}]
     html = (documents.TEMPLATES_DIR / "report.html.j2").read_text()
     headers = {w for th in re.findall(r"<th[^>]*>([^<{]+)</th>", html)
                for w in re.findall(r"[A-Za-z]{4,}", th)}
