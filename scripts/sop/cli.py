@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sop.scaffold",
     "sop.storage",
     "sop.names",
+    "sop.dnssec",
 ]
 PACKAGE = "sop-subdomain"
 # A reader that closed the output early (`sop storage --json | head`): the
