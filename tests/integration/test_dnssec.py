@@ -13,33 +13,37 @@ name is signed as soon as it is served.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
+import dns.dnssec
 import dns.query
 import dns.rdataset
+import dns.rdatatype
 import dns.tsigkeyring
 import dns.zone
 import pytest
 
-from .conftest import run
+from .conftest import VENV_BIN, run
 from .test_dns import (
     DNS,
+    SECONDARY_PORT,
     ZONE,
     ZONE_FILE,
     changed,
     dns_playbook,
     eventually,
+    query,
     requests_dir_with,
+    serial,
     tsig_key,
 )
+from .test_dns import secondary as _secondary
 
 KEY_DIR = Path("/var/lib/bind/keys")
+# The lab's secondary (a second named on port 5300), as tests/integration/test_dns.py sets it up.
+secondary = _secondary
 AGENCY = f"dinkes.{ZONE}"
-
-pytestmark = pytest.mark.skipif(not shutil.which("ldns-verify-zone"),
-                                reason="ldnsutils is missing (scripts/bootstrap installs it)")
 
 
 def zonestatus() -> dict[str, str]:
@@ -176,3 +180,30 @@ def test_a_new_name_is_served_signed(anchor, tmp_path):
         assert restore.returncode == 0, restore.stdout[-3000:]
     gone = delv(anchor, label, "A")
     assert "; negative response, fully validated" in gone.stdout, gone.stdout
+
+
+def test_sop_dnssec_ds_prints_the_ds_of_the_served_key(anchor, lab_apply):
+    """The DS the registrar is given matches the key the zone serves (dnspython's own digest)."""
+    answer = query(ZONE, "DNSKEY").answer
+    served = [rd for rrset in answer for rd in rrset if rrset.rdtype == dns.rdatatype.DNSKEY
+              and rd.flags == 257]
+    assert served
+    result = run([str(VENV_BIN / "sop"), "-i", "inventory/lab", "dnssec", "ds"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in served:
+        ds = dns.dnssec.make_ds(f"{ZONE}.", key, "SHA256")
+        assert f"IN DS {ds.to_text().upper()}" in result.stdout.upper(), result.stdout
+    assert "registrar go.id" in result.stdout and "rndc dnssec -checkds" in result.stdout
+    # The run report says it too, while the registrar has not published it.
+    notes = " ".join(lab_apply["report"].get("notes", []))
+    assert "DNSSEC: pasang rekaman DS" in notes and ds.to_text().upper() in notes.upper(), notes
+
+
+def test_the_secondary_serves_the_signed_zone_fully_validated(anchor, secondary):
+    eventually(lambda: serial(SECONDARY_PORT) == serial())
+    for rdtype in ("A", "MX"):
+        result = delv(anchor, AGENCY, rdtype, port=SECONDARY_PORT)
+        assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+    missing = delv(anchor, f"tidakada.{ZONE}", "A", port=SECONDARY_PORT)
+    assert "; negative response, fully validated" in missing.stdout, missing.stdout
+
