@@ -207,3 +207,25 @@ def test_the_secondary_serves_the_signed_zone_fully_validated(anchor, secondary)
     missing = delv(anchor, f"tidakada.{ZONE}", "A", port=SECONDARY_PORT)
     assert "; negative response, fully validated" in missing.stdout, missing.stdout
 
+
+def test_signing_turned_off_and_on_again_signs_what_the_file_says_now(anchor, tmp_path):
+    """BIND keeps the signed copy of an earlier time of signing: turned on
+    again, what it serves signed must be what the file says now, with the same key."""
+    label = f"ujiulang.{ZONE}"
+    keys = signing_keys()
+    requests = f"sop_requests_dir={requests_dir_with(tmp_path, 'ujiulang')}"
+    try:
+        off = dns_playbook("-e", '{"bind_dnssec": false}', "-e", requests)
+        assert off.returncode == 0, off.stdout[-3000:]
+        assert "inline-signing" not in Path("/etc/bind/named.conf.local").read_text()
+        assert eventually(lambda: zonestatus().get("secure") == "no")
+        assert query(label, "A").answer  # served unsigned
+        on = dns_playbook("-e", requests)
+        assert on.returncode == 0, on.stdout[-3000:]
+        result = delv(anchor, label, "A")
+        assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+        # The same key as before: the DS at the parent stays right.
+        assert signing_keys() == keys
+    finally:
+        restore = dns_playbook()
+        assert restore.returncode == 0, restore.stdout[-3000:]
