@@ -19,10 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import backup_status, documents, lifecycle, model, names, postcheck, provenance, storage
+from . import (
+    backup_status,
+    dnssec,
+    documents,
+    lifecycle,
+    model,
+    names,
+    postcheck,
+    provenance,
+    storage,
+)
 from .config import Settings
 from .exits import RequestsInvalid
-from .register import VAULT_ENV, VAULT_FILE_ENV, Register, vault_password
+from .register import VAULT_FILE_ENV, Register, vault_password
+from .register import vault_password_file as _vault_password_file
 from .steps import STEPS, run_steps, steps_of_play
 from .validate import validate_paths
 
@@ -208,34 +219,6 @@ def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
         )
 
 
-@contextlib.contextmanager
-def _vault_password_file(settings: Settings, run_dir: Path):
-    """A file holding the vault password for the run's Ansible: the file it
-    was read from, or (from ``$SOP_VAULT_PASSWORD``) a 0600 file in the run's
-    private folder, removed afterwards. The variable itself is taken out of
-    this process's environment for the run, so no child or artifact has it."""
-    secret = os.environ.pop(VAULT_ENV, None)
-    try:
-        if secret is None:
-            vault_password(settings.path("sop_vault_password_file"))  # a clear error if none
-            given = os.environ.get(VAULT_FILE_ENV) or settings.path("sop_vault_password_file")
-            yield Path(given).resolve()
-            return
-        path = run_dir / ".vault-password"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, secret.encode() + b"\n")
-        finally:
-            os.close(fd)
-        try:
-            yield path
-        finally:
-            path.unlink(missing_ok=True)
-    finally:
-        if secret is not None:
-            os.environ[VAULT_ENV] = secret
-
-
 def apply(settings: Settings, overcommit: bool = False, check: bool = False,
           printouts: bool = True, out: Callable[[str], None] = print,
           allow_large_removal: bool = False, wait: float = 0) -> dict:
@@ -379,6 +362,8 @@ def _check_and_print(settings: Settings, register, record: dict, served: list, n
         record["notes"].append(
             "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
         )
+    # DNSSEC: what the registrar must do with the DS, when anything (sop dnssec ds).
+    record["notes"].extend(dnssec.report_notes(settings))
     failed_checks = [c for c in record["postchecks"] if not c["ok"]]
     if failed_checks:
         record["status"] = "failed"

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "sop.storage",
     "sop.names",
     "sop.backup",
+    "sop.dnssec",
 ]
 PACKAGE = "sop-subdomain"
 # A reader that closed the output early (`sop storage --json | head`): the

@@ -16,6 +16,7 @@ zone-transfer TSIG key), generated once like passwords. Rules:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -115,6 +116,35 @@ def vault_password(password_file: str | os.PathLike | None = None) -> bytes:
     if not secret:
         raise RegisterError(f"the vault password file {path} is empty")
     return secret
+
+
+@contextlib.contextmanager
+def vault_password_file(settings, run_dir: Path):
+    """A file holding the vault password for the run's Ansible: the file it
+    was read from, or (from ``$SOP_VAULT_PASSWORD``) a 0600 file in the run's
+    private folder, removed afterwards. The variable itself is taken out of
+    this process's environment for the run, so no child or artifact has it."""
+    secret = os.environ.pop(VAULT_ENV, None)
+    try:
+        if secret is None:
+            vault_password(settings.path("sop_vault_password_file"))  # a clear error if none
+            given = os.environ.get(VAULT_FILE_ENV) or settings.path("sop_vault_password_file")
+            yield Path(given).resolve()
+            return
+        path = run_dir / ".vault-password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, secret.encode() + b"\n")
+        finally:
+            os.close(fd)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        if secret is not None:
+            os.environ[VAULT_ENV] = secret
+
 
 
 class Register:

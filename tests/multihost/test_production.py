@@ -291,6 +291,30 @@ def test_the_acme_key_changes_challenge_txt_records_and_nothing_else(production)
     assert any(rrset.rdtype == dns.rdatatype.NS for rrset in answer.authority), answer
 
 
+def delv(anchor: Path, server: str, name: str, rdtype: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["delv", "-a", str(anchor), f"+root={ZONE}", f"@{address(server)}",
+                           name, rdtype], capture_output=True, text=True, check=False)
+
+
+def test_the_signed_zone_validates_at_both_name_servers_and_the_acme_zone_stays_unsigned(
+        production, tmp_path):
+    answer = dns.query.udp(dns.message.make_query(ZONE, "DNSKEY"), address("ns1"), timeout=5)
+    ksk = [rd for rrset in answer.answer if rrset.rdtype == dns.rdatatype.DNSKEY
+           for rd in rrset if rd.flags == 257]
+    assert ksk, answer
+    anchor = tmp_path / "anchor.conf"
+    anchor.write_text("trust-anchors {\n" + "".join(
+        f'\t"{ZONE}." static-key {rd.flags} {rd.protocol} {rd.algorithm} '
+        f'"{base64.b64encode(rd.key).decode()}";\n' for rd in ksk) + "};\n")
+    for server in ("ns1", "ns2"):  # the secondary serves the signed copy it transferred
+        result = delv(anchor, server, f"dinkes.{ZONE}", "A")
+        assert result.stdout.startswith("; fully validated"), (server, result.stdout, result.stderr)
+    # The ACME challenge zone is delegated without DS: provably unsigned, not bogus.
+    result = delv(anchor, "ns1", f"_acme-challenge.{ZONE}", "TXT")
+    assert result.stdout.startswith("; unsigned answer"), result.stdout + result.stderr
+    assert "rehearsal" in result.stdout
+
+
 def test_a_second_apply_changes_nothing(production):
     result, _, _ = apply_workflow()
     assert result.returncode == 0, result.stdout[-4000:]

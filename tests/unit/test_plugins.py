@@ -14,6 +14,7 @@ import dns.rdatatype
 import dns.zone
 import jinja2
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,6 +83,12 @@ def test_soa_serial_is_read_from_dig_output():
     assert bind.bind_soa_serial(f";; warning\n{line}\n") == 2026113004
     for nothing in ("", None, ";; connection timed out; no servers could be reached"):
         assert bind.bind_soa_serial(nothing) == 0
+
+
+def test_the_unsigned_serial_of_a_signed_zone_is_read_from_rndc_zonestatus():
+    status = "name: example.go.id\ntype: primary\nserial: 2026113004\nsigned serial: 2026113009\n"
+    assert bind.bind_soa_serial(status) == 2026113004
+    assert bind.bind_soa_serial("signed serial: 2026113009\n") == 0
 
 
 def test_150_changes_a_day_for_three_days_stay_ten_digits_and_increasing():
@@ -154,6 +161,7 @@ def test_records_that_could_break_the_zone_file_are_refused(record, words):
 
 ZONE = "sumbabaratdayakab.go.id"
 TEMPLATES = REPO / "roles" / "bind" / "templates"
+BIND_DEFAULTS = yaml.safe_load((REPO / "roles" / "bind" / "defaults" / "main.yml").read_text())
 CHECKZONE_FLAGS = ["-k", "fail", "-n", "fail", "-M", "fail", "-S", "fail"]
 
 
@@ -232,7 +240,9 @@ def conf_vars(tmp_path, **extra) -> dict:
             "bind_listen_ipv4": ["127.0.0.1"], "bind_listen_ipv6": ["none"],
             "bind_tsig_key": {"name": f"transfer.{ZONE}", "algorithm": "hmac-sha256",
                               "secret": base64.b64encode(b"k" * 32).decode()},
-            "bind_role": "primary", "bind_also_notify": [], "bind_primaries": [], **extra}
+            "bind_role": "primary", "bind_also_notify": [], "bind_primaries": [],
+            "bind_dnssec": False, "bind_dnssec_policy": BIND_DEFAULTS["bind_dnssec_policy"],
+            "bind_dnssec_key_directory": "/var/lib/bind/keys", **extra}
 
 
 def checkconf(tmp_path, variables: dict) -> subprocess.CompletedProcess:
@@ -270,6 +280,34 @@ def test_named_conf_renders_pass_named_checkconf(tmp_path, mode):
         assert "type secondary;" in local and "allow-transfer { none; };" in local
     if mode == "no-key":
         assert "key" not in local and "allow-transfer { none; };" in local
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary"])
+def test_a_signed_zone_has_its_policy_and_inline_signing_on_the_primary_only(tmp_path, role):
+    variables = conf_vars(tmp_path, bind_dnssec=True)
+    if role == "secondary":
+        variables.update(bind_role="secondary", bind_primaries=[{"address": "192.0.2.10"}],
+                         bind_instance="ns2", __bind_working_dir=str(tmp_path))
+    result = checkconf(tmp_path, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = render("etc/bind/named.conf.local.j2", **variables)
+    if role == "primary":
+        assert 'dnssec-policy "sop" {' in local and "inline-signing yes;" in local
+        assert "csk key-directory lifetime unlimited algorithm ecdsap256sha256;" in local
+        assert "parent-ds-ttl 86400;" in local and 'key-directory "/var/lib/bind/keys";' in local
+    else:
+        assert "dnssec-policy" not in local and "inline-signing" not in local
+
+
+def test_turning_signing_off_goes_through_bind_s_insecure_policy(tmp_path):
+    variables = conf_vars(tmp_path, bind_dnssec=True, bind_dnssec_policy={"name": "insecure"})
+    result = checkconf(tmp_path, variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    local = render("etc/bind/named.conf.local.j2", **variables)
+    assert 'dnssec-policy "insecure";' in local and "inline-signing yes;" in local
+    assert "dnssec-policy \"insecure\" {" not in local
+    off = render("etc/bind/named.conf.local.j2", **conf_vars(tmp_path))
+    assert "dnssec-policy" not in off and "inline-signing" not in off
 
 
 def test_acme_challenge_zones_are_delegated_and_take_only_their_txt(tmp_path):

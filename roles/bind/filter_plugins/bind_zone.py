@@ -49,9 +49,15 @@ def bind_zone_serial(current_text: str, content_hash: str, live_serial=None,
 
 
 def bind_soa_serial(dig_output) -> int:
-    """The serial in ``dig +short SOA`` output; 0 when there is no answer."""
+    """The serial in ``dig +short SOA`` output; 0 when there is no answer.
+
+    A ``serial: N`` line (``rndc zonestatus``: the unsigned zone's serial of
+    a signed zone) gives N too.
+    """
     for line in str(dig_output or "").splitlines():
         fields = line.split()
+        if len(fields) == 2 and fields[0] == "serial:" and fields[1].isdigit():
+            return int(fields[1])
         if len(fields) == 7 and fields[2].isdigit():
             return int(fields[2])
     return 0

@@ -1,0 +1,231 @@
+"""The signed zone, checked by validators from outside the project.
+
+The lab's primary signs the rendered zone (BIND's `dnssec-policy`, inline
+signing). `delv`, given the lab's key as its only trust anchor, must call an
+agency's address and mail exchanger "fully validated"; `ldns-verify-zone`
+must accept the zone as a secondary receives it (AXFR with the TSIG key) and
+refuse a copy whose signature or data was tampered with; an anchor that is
+not the zone's key must make validation fail. A run that changes nothing
+leaves the keys and the unsigned serial alone, whatever BIND re-signed; a new
+name is signed as soon as it is served.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import dns.dnssec
+import dns.query
+import dns.rdataset
+import dns.rdatatype
+import dns.tsigkeyring
+import dns.zone
+import pytest
+
+from .conftest import VENV_BIN, run
+from .test_dns import (
+    DNS,
+    SECONDARY_PORT,
+    ZONE,
+    ZONE_FILE,
+    changed,
+    dns_playbook,
+    eventually,
+    query,
+    requests_dir_with,
+    serial,
+    tsig_key,
+)
+from .test_dns import secondary as _secondary
+
+KEY_DIR = Path("/var/lib/bind/keys")
+# The lab's secondary (a second named on port 5300), as tests/integration/test_dns.py sets it up.
+secondary = _secondary
+AGENCY = f"dinkes.{ZONE}"
+
+
+def zonestatus() -> dict[str, str]:
+    result = run(["rndc", "zonestatus", ZONE])
+    assert result.returncode == 0, result.stderr
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+
+
+def signing_keys() -> list[str]:
+    """The zone's key-signing DNSKEYs (flags 257) in BIND's key directory, as text."""
+    out = []
+    for path in sorted(KEY_DIR.glob(f"K{ZONE}.+*.key")):
+        for line in path.read_text().splitlines():
+            fields = line.split()
+            if line.startswith(";") or "DNSKEY" not in fields:
+                continue
+            rdata = fields[fields.index("DNSKEY") + 1:]
+            if rdata[0] == "257":
+                out.append(" ".join(rdata))
+    return out
+
+
+def anchor_file(path: Path, keys: list[str]) -> Path:
+    lines = []
+    for key in keys:
+        flags, proto, alg, *material = key.split()
+        lines.append(f'\t"{ZONE}." static-key {flags} {proto} {alg} "{"".join(material)}";')
+    path.write_text("trust-anchors {\n" + "\n".join(lines) + "\n};\n")
+    return path
+
+
+def delv(anchor: Path, name: str, rdtype: str, port: int = 53) -> subprocess.CompletedProcess:
+    return run(["delv", "-a", str(anchor), f"+root={ZONE}", "-p", str(port), f"@{DNS}",
+                name, rdtype])
+
+
+def transfer(settings) -> dns.zone.Zone:
+    key = tsig_key(settings)
+    keyring = dns.tsigkeyring.from_text({key["name"]: (key["algorithm"], key["secret"])})
+    return dns.zone.from_xfr(dns.query.xfr(DNS, ZONE, keyring=keyring, keyname=key["name"],
+                                           keyalgorithm=key["algorithm"], timeout=10))
+
+
+def verify_zone(zone: dns.zone.Zone, path: Path) -> subprocess.CompletedProcess:
+    path.write_text(zone.to_text(want_origin=True))
+    return run(["ldns-verify-zone", str(path)])
+
+
+@pytest.fixture(scope="module")
+def anchor(lab_apply, tmp_path_factory):
+    """The lab applied with this branch's DNS settings, and its key as a trust anchor."""
+    result = dns_playbook()
+    assert result.returncode == 0, result.stdout[-4000:]
+    eventually(lambda: zonestatus().get("secure") == "yes")
+    keys = signing_keys()
+    assert len(keys) >= 1, "BIND made no key-signing key"
+    return anchor_file(tmp_path_factory.mktemp("anchor") / "anchor.conf", keys)
+
+
+def test_an_agency_s_address_and_mail_exchanger_are_fully_validated(anchor):
+    for rdtype, data in (("A", "127.0.0.1"), ("MX", f"10 mail.{ZONE}.")):
+        result = delv(anchor, AGENCY, rdtype)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+        assert re.search(rf"^{re.escape(AGENCY)}\.\s+\d+\s+IN\s+{rdtype}\s+{re.escape(data)}$",
+                         result.stdout, re.MULTILINE), result.stdout
+        assert f"RRSIG\t{rdtype} 13 " in result.stdout  # ECDSA P-256, the policy's algorithm
+    # A name that does not exist is proven absent, signed too.
+    missing = delv(anchor, f"tidakada.{ZONE}", "A")
+    assert "; negative response, fully validated" in missing.stdout, missing.stdout
+
+
+def test_an_anchor_that_is_not_the_zone_s_key_fails_validation(anchor, tmp_path):
+    made = run(["dnssec-keygen", "-q", "-K", str(tmp_path), "-a", "ECDSAP256SHA256", "-f", "KSK",
+                ZONE])
+    assert made.returncode == 0, made.stderr
+    stranger = next(tmp_path.glob("K*.key")).read_text().split("DNSKEY", 1)[1].strip()
+    assert stranger not in signing_keys()
+    result = delv(anchor_file(tmp_path / "wrong.conf", [stranger]), AGENCY, "A")
+    assert "fully validated" not in result.stdout
+    assert "resolution failed" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_transferred_zone_verifies_and_a_tampered_copy_does_not(anchor, settings, tmp_path):
+    zone = transfer(settings)
+    assert zone.get_rdataset("@", "DNSKEY") is not None
+    signature = zone.get_rdataset("dinkes", "RRSIG", covers="A")
+    assert signature is not None and signature[0].algorithm == 13
+    good = verify_zone(zone, tmp_path / "zone")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Zone is verified and complete" in good.stdout
+
+    # A forged address under the genuine signature.
+    zone.replace_rdataset("dinkes", dns.rdataset.from_text("IN", "A", 3600, "192.0.2.66"))
+    forged = verify_zone(zone, tmp_path / "forged")
+    assert forged.returncode != 0, forged.stdout + forged.stderr
+    assert f"Bogus DNSSEC signature for {AGENCY}.\tA" in forged.stderr, forged.stderr
+
+    # The genuine address under a signature with one byte changed.
+    zone = transfer(settings)
+    raw = bytearray(signature[0].signature)
+    raw[10] ^= 0xFF
+    zone.replace_rdataset("dinkes", dns.rdataset.from_rdata(
+        signature.ttl, signature[0].replace(signature=bytes(raw))))
+    tampered = verify_zone(zone, tmp_path / "tampered")
+    assert tampered.returncode != 0, tampered.stdout + tampered.stderr
+    assert f"Bogus DNSSEC signature for {AGENCY}.\tA" in tampered.stderr, tampered.stderr
+
+
+def test_a_run_without_changes_keeps_the_keys_and_the_unsigned_serial(anchor):
+    keys_before = sorted(p.name for p in KEY_DIR.iterdir())
+    file_serial = int(re.search(r"(\d+) ; serial", ZONE_FILE.read_text()).group(1))
+    assert int(zonestatus()["serial"]) == file_serial
+    # BIND re-signs by itself, raising the serial of its signed copy only.
+    assert int(zonestatus()["signed serial"]) > 0
+    result = dns_playbook()
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = changed(result.stdout)
+    assert counts and not any(counts.values()), counts
+    assert sorted(p.name for p in KEY_DIR.iterdir()) == keys_before
+    assert int(zonestatus()["serial"]) == file_serial
+    assert all(p.stat().st_mode & 0o077 == 0 for p in KEY_DIR.glob("*.private"))
+
+
+def test_a_new_name_is_served_signed(anchor, tmp_path):
+    label = f"ujisig.{ZONE}"
+    try:
+        result = dns_playbook("-e", f"sop_requests_dir={requests_dir_with(tmp_path, 'ujisig')}")
+        assert result.returncode == 0, result.stdout[-3000:]
+        validated = eventually(lambda: "; fully validated" in delv(anchor, label, "A").stdout)
+        assert validated
+    finally:
+        restore = dns_playbook()
+        assert restore.returncode == 0, restore.stdout[-3000:]
+    gone = delv(anchor, label, "A")
+    assert "; negative response, fully validated" in gone.stdout, gone.stdout
+
+
+def test_sop_dnssec_ds_prints_the_ds_of_the_served_key(anchor, lab_apply):
+    """The DS the registrar is given matches the key the zone serves (dnspython's own digest)."""
+    answer = query(ZONE, "DNSKEY").answer
+    served = [rd for rrset in answer for rd in rrset if rrset.rdtype == dns.rdatatype.DNSKEY
+              and rd.flags == 257]
+    assert served
+    result = run([str(VENV_BIN / "sop"), "-i", "inventory/lab", "dnssec", "ds"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in served:
+        ds = dns.dnssec.make_ds(f"{ZONE}.", key, "SHA256")
+        assert f"IN DS {ds.to_text().upper()}" in result.stdout.upper(), result.stdout
+    assert "registrar go.id" in result.stdout and "rndc dnssec -checkds" in result.stdout
+    # The run report says it too, while the registrar has not published it.
+    notes = " ".join(lab_apply["report"].get("notes", []))
+    assert "DNSSEC: pasang rekaman DS" in notes and ds.to_text().upper() in notes.upper(), notes
+
+
+def test_the_secondary_serves_the_signed_zone_fully_validated(anchor, secondary):
+    eventually(lambda: serial(SECONDARY_PORT) == serial())
+    for rdtype in ("A", "MX"):
+        result = delv(anchor, AGENCY, rdtype, port=SECONDARY_PORT)
+        assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+    missing = delv(anchor, f"tidakada.{ZONE}", "A", port=SECONDARY_PORT)
+    assert "; negative response, fully validated" in missing.stdout, missing.stdout
+
+
+def test_signing_turned_off_and_on_again_signs_what_the_file_says_now(anchor, tmp_path):
+    """BIND keeps the signed copy of an earlier time of signing: turned on
+    again, what it serves signed must be what the file says now, with the same key."""
+    label = f"ujiulang.{ZONE}"
+    keys = signing_keys()
+    requests = f"sop_requests_dir={requests_dir_with(tmp_path, 'ujiulang')}"
+    try:
+        off = dns_playbook("-e", '{"bind_dnssec": false}', "-e", requests)
+        assert off.returncode == 0, off.stdout[-3000:]
+        assert "inline-signing" not in Path("/etc/bind/named.conf.local").read_text()
+        assert eventually(lambda: zonestatus().get("secure") == "no")
+        assert query(label, "A").answer  # served unsigned
+        on = dns_playbook("-e", requests)
+        assert on.returncode == 0, on.stdout[-3000:]
+        result = delv(anchor, label, "A")
+        assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+        # The same key as before: the DS at the parent stays right.
+        assert signing_keys() == keys
+    finally:
+        restore = dns_playbook()
+        assert restore.returncode == 0, restore.stdout[-3000:]
