@@ -50,6 +50,8 @@ import yaml
 from .conftest import REPO, VENV_BIN, run, snapshot
 from .mailclient import HOST, fetch_by_subject, imaps, message, send, submit
 from .test_web import get, ssh
+from .webmail import browser as webmail_browser
+from .webmail import login as webmail_login
 
 ZONE = "sumbabaratdayakab.go.id"
 MAIL_ROOT = Path("/var/mail/vhosts")
@@ -58,6 +60,7 @@ HUMAS = f"humas@dinkes.{ZONE}"
 LAYANAN = f"layanan@dukcapil.{ZONE}"
 BAPPEDA = f"bappeda@{ZONE}"
 ADMIN = f"admin@dinkes.{ZONE}"
+WEBMAIL_URL = f"https://webmail.{ZONE}/"
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -253,6 +256,16 @@ def test_a_suspended_agency_shows_a_plain_page_and_refuses_logins(lab, changed):
     assert life["suspended"] == ["bappeda"] and life["archived_now"] == []
 
 
+def test_a_suspended_mailbox_cannot_log_in_to_the_webmail(changed, tmp_path):
+    with webmail_browser(tmp_path) as page:
+        assert not webmail_login(page, WEBMAIL_URL, BAPPEDA, password(BAPPEDA))
+        assert webmail_login(page, WEBMAIL_URL, HUMAS, password(HUMAS)), "a new mailbox can"
+    # The run's post-checks saw the same: refused for the suspended, in for the new.
+    checks = {c["target"]: c for c in changed["report"]["postchecks"] if c["check"] == "webmail"}
+    assert checks[BAPPEDA]["ok"] and "ditangguhkan" in checks[BAPPEDA]["detail"]
+    assert checks[HUMAS]["ok"] and checks[HUMAS]["detail"].startswith("login OK")
+
+
 def test_an_event_ending_soon_is_warned_about(changed):
     warnings = changed["report"]["lifecycle"]["warnings"]
     assert any("pasola" in w and "2027-03-31" in w for w in warnings), warnings
@@ -327,6 +340,13 @@ def test_a_removed_mailbox_is_archived_not_deleted(removed):
     archived = {e["id"]: e for e in life["archived_now"]}
     assert archived[HUMAS]["purge_after"] == "2027-05-05"
     assert HUMAS in life["done"]["archived"]
+
+
+def test_an_archived_mailbox_cannot_log_in_to_the_webmail(removed, tmp_path):
+    with webmail_browser(tmp_path) as page:
+        assert not webmail_login(page, WEBMAIL_URL, HUMAS, register().accounts[HUMAS]["password"])
+        assert not webmail_login(page, WEBMAIL_URL, LAYANAN, password(LAYANAN))
+        assert webmail_login(page, WEBMAIL_URL, BAPPEDA, password(BAPPEDA)), "resumed: it can"
 
 
 def test_a_removed_agency_is_archived_and_its_names_go(lab, removed):
