@@ -11,7 +11,10 @@ and the workflows run as the forge and the controller's runner run them.
   the CA the post-checks trust by pebble's root. ``group_vars/all/vault.yml``
   holds the ACME key's secret, encrypted with the controller's vault
   password. Nothing else is changed; ``DEVIATIONS`` lists the one setting
-  this kernel cannot honour.
+  this kernel cannot honour, and the backup host is left out
+  (``WITHOUT_HOSTS``): its client on the controller would be this machine's,
+  which the lab's own backups (tests/integration/test_backup.py) use at the
+  same time. Backups are tested there, against the lab.
 - **The controller** is this machine, on the bridge's address (the host of
   the inventory's ``controller`` group). The servers are the four containers;
   Ansible logs in as ``sop`` with sudo, made by ``playbooks/prepare-servers``.
@@ -51,6 +54,7 @@ SUMMARY = PRODUCTION / "step-summary.md"
 # the kernel's quota support (CONFIG_QUOTA), which it lacks (lab notes).
 # A test runs the production value first and sees the run stop on it.
 DEVIATIONS = {"sftp_hosting_quota": "measure"}
+WITHOUT_HOSTS = {"backup.sumbabaratdayakab.go.id": "backup"}
 
 
 def sh(*argv, check=True, **kw) -> subprocess.CompletedProcess:
@@ -147,12 +151,25 @@ def production_inventory(folder: Path, addresses: dict[str, str], acme_secret: s
         for setting, value in DEVIATIONS.items():
             text = re.sub(rf"^{setting}: .*$", f"{setting}: {value}  # rehearsal, see DEVIATIONS",
                           text, flags=re.M)
+        if path.name == "hosts.yml":
+            text = _without_hosts(text)
         dest = folder / path.relative_to(src)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text)
     vault = VaultLib([("default", VaultSecret(vault_password.encode()))])
     plain = f"---\nsop_acme_tsig_secret: {acme_secret}\n"
     (folder / "group_vars" / "all" / "vault.yml").write_bytes(vault.encrypt(plain))
+
+
+def _without_hosts(text: str) -> str:
+    """hosts.yml without the hosts of WITHOUT_HOSTS and their groups."""
+    import yaml
+
+    inventory = yaml.safe_load(text)
+    for host, group in WITHOUT_HOSTS.items():
+        inventory["all"]["hosts"].pop(host)
+        inventory["all"]["children"].pop(group)
+    return "---\n" + yaml.safe_dump(inventory, sort_keys=False)
 
 
 def make_forge(addresses: dict[str, str], acme_secret: str, vault_password: str) -> None:
