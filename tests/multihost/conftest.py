@@ -102,6 +102,11 @@ def write_inventory() -> None:
         "sop_nameservers": [{"name": "ns1", "ipv4": address("ns1")},
                             {"name": "ns2", "ipv4": address("ns2")}],
         "sop_postcheck": postcheck,
+        # The lab's webmail settings name this machine's CA files and
+        # loopback; the web host has neither: the webmail is the lab's and
+        # the production rehearsal's (tests/integration/test_webmail.py,
+        # test_production.py), not this suite's.
+        "sop_webmail": {"hostname": ""},
     }
     # group_vars/all/* load in name order: this file comes last and wins.
     (INVENTORY / "group_vars" / "all" / "zz-multihost.yml").write_text(

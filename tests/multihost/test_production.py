@@ -57,10 +57,14 @@ def production():
         R.PRODUCTION.mkdir(mode=0o700, parents=True)
         (R.PRODUCTION / "home").mkdir(mode=0o700)
         pebble.start()
-        for name in ("mail1", "web1"):  # they trust the CA's listener, as servers trust LE's
+        # The servers trust the CA's listener and its root, as servers trust
+        # Let's Encrypt's (the webmail on web1 checks the mail host's
+        # certificate against the system's CAs when it logs in to IMAP).
+        for name in ("mail1", "web1"):
             host = network.containers[name]
-            anchor = host.root / "usr/local/share/ca-certificates/rehearsal-acme.crt"
-            anchor.write_bytes(pebble.listener_ca.read_bytes())
+            anchors = host.root / "usr/local/share/ca-certificates"
+            (anchors / "rehearsal-acme.crt").write_bytes(pebble.listener_ca.read_bytes())
+            (anchors / "rehearsal-acme-root.crt").write_bytes(R.PEBBLE_ROOT.read_bytes())
             host.ssh("update-ca-certificates >/dev/null")
         # The controller's state: /var/lib/sop (with the `sop` user's SSH key) and /etc/sop.
         (R.CONTROLLER_STATE / ".ssh").mkdir(mode=0o700, parents=True)
