@@ -30,7 +30,7 @@ from . import (
     provenance,
     storage,
 )
-from .config import Settings
+from .config import Settings, runner_env
 from .exits import RequestsInvalid
 from .register import VAULT_FILE_ENV, Register, vault_password
 from .register import vault_password_file as _vault_password_file
@@ -191,16 +191,7 @@ def run_playbook(settings: Settings, run_dir: Path, progress: Progress,
     ansible-runner keeps among the run's artifacts."""
     import ansible_runner
 
-    env = {
-        "ANSIBLE_CONFIG": str(settings.repo_root / "ansible.cfg"),
-        "ANSIBLE_HOME": str(settings.repo_root / ".ansible"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        # ansible-playbook from the same environment as this Python.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(settings.repo_root / "scripts"), os.environ.get("PYTHONPATH")])
-        ),
-    }
+    env = runner_env(settings)
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _vault_password_file(settings, run_dir) as password_file:
         env[VAULT_FILE_ENV] = str(password_file)

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import sys
-from pathlib import Path
 
 from . import exits
 from .backup_status import print_rows, status_rows_of
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, runner_env
 
 PLAYBOOK = "backup-ops.yml"
 TASK = "Run sop-backup"
@@ -58,14 +56,7 @@ def _run_ops(settings: Settings, action: str, args: list[str] | None = None,
                                               + str((data.get("res") or {}).get("msg", ""))}
         return False  # nothing of the run is kept beyond the run folder
 
-    env = {
-        "ANSIBLE_CONFIG": str(settings.repo_root / "ansible.cfg"),
-        "ANSIBLE_HOME": str(settings.repo_root / ".ansible"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(settings.repo_root / "scripts"), os.environ.get("PYTHONPATH")])),
-    }
+    env = runner_env(settings)
     run_dir = settings.state_dir / "runs" / f"backup-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     from .register import VAULT_FILE_ENV

@@ -8,6 +8,7 @@ Ansible's own inventory and templating code, as a play on ``localhost`` would.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,3 +211,17 @@ def _plain(value):
     if isinstance(value, bool | int | float) or value is None:
         return value
     return str(value)
+
+
+def runner_env(settings: Settings) -> dict[str, str]:
+    """The environment of an ansible-runner run of this checkout: its ansible.cfg
+    and plugins, and ansible-playbook from the same environment as this Python."""
+    repo = settings.repo_root
+    return {
+        "ANSIBLE_CONFIG": str(repo / "ansible.cfg"),
+        "ANSIBLE_HOME": str(repo / ".ansible"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(repo / "scripts"), os.environ.get("PYTHONPATH")])),
+    }

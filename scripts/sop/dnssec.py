@@ -8,11 +8,11 @@ printed, with what to do at the registrar, in Bahasa Indonesia.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+from .config import runner_env
 from .exits import RUN_FAILED, SopError
 
 
@@ -96,10 +96,7 @@ def read_keys(settings) -> tuple[str, list[dict]]:
     from .register import VAULT_FILE_ENV, vault_password_file
 
     repo = settings.repo_root
-    env = {"ANSIBLE_CONFIG": str(repo / "ansible.cfg"),
-           "ANSIBLE_HOME": str(repo / ".ansible"),
-           "ANSIBLE_FORCE_COLOR": "0",
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = runner_env(settings)
     keys: list[dict] = []
     failures: list[str] = []
 
