@@ -142,16 +142,8 @@ def crash_lab(lab_apply, tmp_path_factory):
     shutil.copytree(REPO / "lab" / "requests", folder)
     inv = base / "inventory"
     shutil.copytree(REPO / "inventory" / "lab", inv)
-    # Without the backup host: its plays come after step 6, where no point
-    # kills, and cost every run some seconds (backups: test_backup.py).
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    hosts["all"]["children"]["backup"] = {"hosts": {}}
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
-    # Without the webmail too: request-agnostic, it changes nothing when an
-    # agency is added (no point falls in it), and its post-check logins cost
-    # every run seconds (webmail: test_webmail.py).
     (inv / "group_vars" / "all" / "zz-crash-test.yml").write_text(
-        yaml.safe_dump({"sop_requests_dir": str(folder), "sop_webmail": {"hostname": ""}}))
+        yaml.safe_dump({"sop_requests_dir": str(folder)}))
     CANARY_SITE.write_text("canary")
     shutil.chown(CANARY_SITE, "w-dinkes", "sftponly")
     CANARY_MAIL.write_text("Subject: canary\n\ncanary\n")
