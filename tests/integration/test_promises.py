@@ -102,13 +102,21 @@ def test_only_hashes_reach_the_servers(settings, register, lab_apply):
     assert leaks == []
     assert not any(p in lab_apply["stdout"].encode() for p in plain.values())
     # The scan reads where the credentials live: the hashes are there.
-    users = Path("/etc/dovecot/users").read_text()
-    shadow = Path("/etc/shadow").read_text()
+    where = {"mail": Path("/etc/dovecot/users").read_text(),
+             "hosting": Path("/etc/shadow").read_text(),
+             # A site database's user: MariaDB keeps its own hash of the password.
+             "database": subprocess.run(
+                 ["mariadb", "--batch", "--skip-column-names", "-e",
+                  "SELECT User, authentication_string FROM mysql.user;"],
+                 capture_output=True, text=True, check=True, timeout=30).stdout}
+    kinds = set()
     for account_id, entry in register.accounts.items():
         if entry.get("archived"):
             continue
-        where = shadow if account_id.startswith("hosting:") else users
-        assert entry["hash"].removeprefix("{SHA512-CRYPT}") in where, account_id
+        kind = account_id.split(":")[0] if ":" in account_id else "mail"
+        kinds.add(kind)
+        assert entry["hash"].removeprefix("{SHA512-CRYPT}") in where[kind], account_id
+    assert kinds == {"mail", "hosting", "database"}
 
 
 def test_a_login_may_send_as_its_own_alias(requests, register):
