@@ -39,7 +39,7 @@ def second_clone(tmp_path) -> Path:
     clone = tmp_path / "clone"
     clone.mkdir()
     for name in ("ansible.cfg", "playbooks", "inventory", "requests", "roles",
-                 "filter_plugins", "action_plugins", "library", "lab"):
+                 "filter_plugins", "action_plugins", "strategy_plugins", "library", "lab"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, clone / name)
