@@ -48,7 +48,7 @@ all:
   hosts:
     lab-ns2:
       ansible_connection: local
-      ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+      ansible_python_interpreter: /usr/bin/python3  # as the lab host: Debian's, with python3-apt
       sop_dns_endpoint: {{address: 127.0.0.1, port: {SECONDARY_PORT}}}
       bind_instance: {SECONDARY_INSTANCE}
       bind_control_port: 9530
