@@ -10,9 +10,10 @@ That is where a crash leaves daemons serving the old configuration.
 
 How runs are combined: each point needs something to change, so each point
 adds one new agency (hosting with PHP, mail on its own subdomain: changes for
-SFTP, nginx, PHP-FPM, Dovecot, Postfix, OpenDKIM, the register and the zone)
-to a copy of the lab examples (an inventory overlay, as test_lifecycle does,
-with the lab's own register). One killed run at point p, then one normal run
+SFTP, nginx, PHP-FPM, Dovecot, Postfix, OpenDKIM, the register and the zone;
+a label of 63 characters, the longest allowed) to a copy of the lab
+examples (an inventory overlay, as test_lifecycle does, with the lab's own
+register). One killed run at point p, then one normal run
 that must pass every post-check (`sop apply` fails on a failed post-check),
 with no password changed and the canary site file and mail file kept. p walks
 1, 2, 3, ... over the changes of steps 4-6; when a run ends before reaching
@@ -119,7 +120,7 @@ def agency(label: str) -> dict:
     return {
         "letter": {"number": f"000/{label}/XII/2026", "date": "2026-11-20",
                    "subject": "Permohonan subdomain uji crash"},
-        "agency": {"name": f"Dinas Uji {label}", "abbreviation": label.upper(),
+        "agency": {"name": f"Dinas Uji {label}", "abbreviation": label.split("-")[0].upper(),
                    "category": "instansi"},
         "contact": {"name": "Uji Crash", "nip": "198501012010012001",
                     "position": "Staf", "phone": "081234567890"},
@@ -168,7 +169,11 @@ def test_a_kill_at_any_point_of_steps_4_to_6_is_repaired_by_the_next_run(crash_l
     point, number, at = 0, 0, FIRST
     while point < POINTS:
         number += 1
-        label = f"crash{number:02d}"
+        # The longest label a request may have (63 characters): its names
+        # (autodiscover.<label>.<zone>, 101 bytes) and its account name are
+        # the longest any configuration holds.
+        label = (f"crash{number:02d}-" + "panjang" * 8)[:63]
+        assert len(label) == 63
         (folder / f"{label}.yml").write_text(yaml.safe_dump(agency(label), sort_keys=False))
         code, out, changes = sop_apply(inv, at)
         if code is not None:  # finished before the point: a normal run, start again at 1
