@@ -182,8 +182,11 @@ def test_pull_request_template_has_the_step_1_checklist() -> None:
 
 def test_readme_explains_the_branch_protection() -> None:
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## Approving a request"):]
-    section = section[:section.find("\n## ", 3)]
+    approving = text[text.index("## Approving a request"):]
+    approving = approving[:approving.find("\n## ", 3)]
+    step = text[text.index("### 7. The runner and the workflows"):]
+    section = approving + step[:step.find("\n### ", 3)]
+    assert "branch protection" in approving
     for setting in ("Require a pull request before merging", "Require approvals",
                     "Require review from Code Owners", "Dismiss stale pull request approvals",
                     "Require status checks to pass", "Requests / validate",
