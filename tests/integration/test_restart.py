@@ -86,11 +86,16 @@ def test_every_daemon_killed_at_once_is_brought_back_by_one_run(lab_apply):
     before = lab_daemons()
     assert set(before.values()) >= {"named", "master", "dovecot", "nginx", "rspamd",
                                     "redis-server", "opendkim", "fail2ban-server", "sshd"}
-    for pid in with_descendants(set(before)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # As a power cut: nothing of a daemon may act after the first kill. Killed
+    # one by one, a master still alive starts new workers for the ones already
+    # dead, and those keep the ports. So every process is stopped first, then killed.
+    doomed = with_descendants(set(before))
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in doomed:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + 20
     while lab_daemons() and time.monotonic() < deadline:
         time.sleep(0.5)
