@@ -49,6 +49,21 @@ def script_module():
     return module
 
 
+def mariadb(sql: str, database: str) -> None:
+    """SQL as MariaDB's root (unix socket) in ``database``."""
+    subprocess.run(["mariadb", "--batch", database], input=sql, text=True, check=True,
+                   capture_output=True, timeout=30)
+
+
+def _site_database() -> str:
+    """The database of the lab site that asks for one (bappeda), by its owner."""
+    out = subprocess.run(["mariadb", "--batch", "--skip-column-names", "-e",
+                          "SELECT Db FROM mysql.db WHERE User LIKE 'w%bappeda%';"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout.split()
+    assert len(out) == 1, out
+    return out[0]
+
+
 def client_borg(conf: dict, *args: str, **env) -> subprocess.CompletedProcess:
     """borg as the source host runs it: its key, so append-only borg serve."""
     return subprocess.run(["borg", *args], env={**script_module().borg_env(conf), **env},
@@ -93,11 +108,16 @@ def backed_up(conf):
     }
     for path, content, owner, group, mode in files.values():
         put(path, content, owner, group, mode)
+    # A row in the lab site's database (bappeda asks for one).
+    database = _site_database()
+    sql = f"CREATE TABLE IF NOT EXISTS backup_test (v TEXT); INSERT INTO backup_test VALUES ('row {tag}');"  # noqa: E501, S608 (a hex tag)
+    mariadb(sql, database)
     result = sop("backup", "run")
     assert result.returncode == 0, result.stdout + result.stderr
-    yield {"files": files, "run": result}
+    yield {"files": files, "run": result, "tag": tag, "database": database}
     for path, *_ in files.values():
         path.unlink(missing_ok=True)
+    mariadb("DROP TABLE IF EXISTS backup_test;", database)
 
 
 def test_units_verify(lab_apply):
@@ -144,6 +164,22 @@ def test_archive_holds_what_is_covered_not_printouts(conf, backed_up, settings):
     assert any(p.startswith(f"{state}/reports/") for p in paths)
     assert not any(p.startswith(f"{state}/printouts") for p in paths)
     assert (settings.state_dir / "printouts").is_dir(), "no printouts to leave out"
+
+
+def test_each_database_is_dumped_consistently_into_the_archive(conf, backed_up):
+    """The mariadb role's dump hook: the site database as SQL in the archive,
+    with the row written just before the backup; root's alone on the host."""
+    archive = json.loads(Path(conf["status_file"]).read_text())["last_good"]["archive"]
+    member = f"{conf['dump_dir'].lstrip('/')}/mariadb/{backed_up['database']}.sql"
+    done = client_borg(conf, "extract", "--stdout", f"{conf['repository']}::{archive}", member)
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE `backup_test`" in done.stdout
+    assert f"row {backed_up['tag']}" in done.stdout
+    dumps = Path(conf["dump_dir"]) / "mariadb"
+    assert dumps.stat().st_mode & 0o777 == 0o700 and dumps.stat().st_uid == 0
+    for dump in dumps.iterdir():
+        assert dump.stat().st_mode & 0o077 == 0, dump
+    assert not any(p.name in ("mysql.sql", "sys.sql") for p in dumps.iterdir())
 
 
 def test_run_report_lists_each_hosts_backup(lab_apply):
