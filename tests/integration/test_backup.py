@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import VENV_BIN, run
+from .test_database import mariadb
 
 CONF_FILE = Path("/etc/sop-backup/backup.json")
 SCRIPT = "/usr/local/sbin/sop-backup"
@@ -47,21 +48,6 @@ def script_module():
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
-
-
-def mariadb(sql: str, database: str) -> None:
-    """SQL as MariaDB's root (unix socket) in ``database``."""
-    subprocess.run(["mariadb", "--batch", database], input=sql, text=True, check=True,
-                   capture_output=True, timeout=30)
-
-
-def _site_database() -> str:
-    """The database of the lab site that asks for one (bappeda), by its owner."""
-    out = subprocess.run(["mariadb", "--batch", "--skip-column-names", "-e",
-                          "SELECT Db FROM mysql.db WHERE User LIKE 'w%bappeda%';"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout.split()
-    assert len(out) == 1, out
-    return out[0]
 
 
 def client_borg(conf: dict, *args: str, **env) -> subprocess.CompletedProcess:
@@ -93,7 +79,7 @@ def conf(lab_apply) -> dict:
 
 
 @pytest.fixture(scope="module")
-def backed_up(conf):
+def backed_up(conf, register):
     """Test files in one mailbox, one site and the neighbours, then a backup."""
     tag = secrets.token_hex(4)
     files = {
@@ -109,15 +95,15 @@ def backed_up(conf):
     for path, content, owner, group, mode in files.values():
         put(path, content, owner, group, mode)
     # A row in the lab site's database (bappeda asks for one).
-    database = _site_database()
+    database = register.accounts["database:bappeda"]["username"]
     sql = f"CREATE TABLE IF NOT EXISTS backup_test (v TEXT); INSERT INTO backup_test VALUES ('row {tag}');"  # noqa: E501, S608 (a hex tag)
-    mariadb(sql, database)
+    assert mariadb(sql, database=database).returncode == 0
     result = sop("backup", "run")
     assert result.returncode == 0, result.stdout + result.stderr
     yield {"files": files, "run": result, "tag": tag, "database": database}
     for path, *_ in files.values():
         path.unlink(missing_ok=True)
-    mariadb("DROP TABLE IF EXISTS backup_test;", database)
+    mariadb("DROP TABLE IF EXISTS backup_test;", database=database)
 
 
 def test_units_verify(lab_apply):
