@@ -30,6 +30,8 @@ TIMEOUT = 5.0
 # A refused webmail login waits for Dovecot's delay after a failed password,
 # longer at each failure from the same address (the web server's), up to 15 s.
 WEBMAIL_LOGIN_TIMEOUT = 30.0
+# The same for an IMAP login after refused ones (see ``run_postchecks``).
+REFUSAL_TIMEOUT = 30.0
 # Checks in flight at once (threads: they wait on sockets).
 WORKERS = 8
 
@@ -141,7 +143,7 @@ def _issuer(sock) -> str:
 
 
 def check_imap(req: Mapping, address: str, password: str, cfg: Mapping,
-               suspended: bool = False) -> dict:
+               suspended: bool = False, timeout: float | None = None) -> dict:
     """Log in over TLS only: implicit TLS (``imap_security: tls``, port 993)
     or STARTTLS (143, the default). A server that offers no STARTTLS fails the
     check rather than receiving the password in clear. The certificate is
@@ -151,11 +153,12 @@ def check_imap(req: Mapping, address: str, password: str, cfg: Mapping,
     implicit = str(cfg.get("imap_security", "starttls")).lower() in ("tls", "ssl", "ssl/tls")
     port = int(cfg.get("imap_port", 993 if implicit else 143))
     ctx = tls_context(cfg.get("ca_file"), cfg.get("imap_server_name") or host)
+    timeout = timeout or (REFUSAL_TIMEOUT if suspended else TIMEOUT)
     try:
         if implicit:
-            imap = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=TIMEOUT)
+            imap = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=timeout)
         else:
-            imap = imaplib.IMAP4(host, port, timeout=TIMEOUT)
+            imap = imaplib.IMAP4(host, port, timeout=timeout)
         with imap:
             if not implicit:
                 if "STARTTLS" not in imap.capabilities:
@@ -217,6 +220,16 @@ def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mappin
     plus ``imap_sample`` (default 5) of the others, spread over the list, so a
     configuration that broke every login still shows.
 
+    Suspended agencies must be refused. Every refused password raises
+    Dovecot's penalty for the address it came from, and that penalty (up to
+    15 s) delays every later login from it, good ones too. So the refusals
+    are tried last, for one mailbox of at most ``refusal_sample`` (default
+    3) suspended agencies spread over the list (every suspended mailbox with
+    ``imap_all``), and given the time the penalty takes; then one login that
+    works (IMAP, and the webmail's when it refused one) clears the penalty
+    of the checking addresses, so that neither the next run nor the staff
+    behind the webmail wait for it.
+
     The checks wait on the network and on the servers: they run side by side,
     results in request order.
     """
@@ -224,51 +237,90 @@ def run_postchecks(requests: Iterable[Mapping], credentials: Mapping[str, Mappin
     boxes = [(req, box) for req in requests
              for box in (req.get("mail") or {}).get("mailboxes", [])]
     chosen = _imap_chosen(boxes, cfg, None if changed is None else set(changed))
+    refused = _refusals_chosen(boxes, cfg)
     checks: list[Callable[[], dict]] = []
+    refusals: set[int] = set()  # indexes in checks: tried after the others
     for req in requests:
         suspended = req.get("status") == "suspended"
         checks.append(partial(check_dns, req, cfg))
         if req.get("hosting"):
             checks.append(partial(check_http, req, cfg, suspended))
         for box in (req.get("mail") or {}).get("mailboxes", []):
-            if box["address"] not in chosen:
+            if box["address"] not in (refused if suspended else chosen):
                 continue
             entry = credentials.get(box["address"])
             if entry is None:
                 checks.append(partial(_result, req, "imap", box["address"], False,
                                       "not in register"))
                 continue
+            if suspended:
+                refusals.add(len(checks))
             checks.append(partial(check_imap, req, box["address"], entry["password"], cfg,
                                   suspended))
-    checks += _webmail_checks(requests, boxes, chosen, credentials, cfg, changed)
+    webmail, webmail_refusals = _webmail_checks(boxes, chosen, refused, credentials, cfg,
+                                                changed)
+    refusals.update(len(checks) + n for n in webmail_refusals)
+    checks += webmail
+    results: dict[int, dict] = {}
+    for phase in ([n for n in range(len(checks)) if n not in refusals], sorted(refusals)):
+        results.update(zip(phase, _run([checks[n] for n in phase], workers), strict=True))
+    if refusals:
+        _run(_penalty_clearing(boxes, chosen, credentials, cfg, bool(webmail_refusals)),
+             workers)
+    return [results[n] for n in range(len(checks))]
+
+
+def _run(checks: list[Callable[[], dict]], workers: int) -> list[dict]:
     if len(checks) < 2 or workers < 2:
         return [check() for check in checks]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=min(workers, len(checks))) as pool:
         return list(pool.map(lambda check: check(), checks))
 
 
-def _webmail_checks(requests: list[Mapping], boxes: list[tuple[Mapping, Mapping]],
-                    chosen: set[str], credentials: Mapping[str, Mapping], cfg: Mapping,
-                    changed: Iterable[str] | None) -> list[Callable[[], dict]]:
+def _penalty_clearing(boxes: list[tuple[Mapping, Mapping]], chosen: set[str],
+                      credentials: Mapping[str, Mapping], cfg: Mapping,
+                      webmail: bool) -> list[Callable[[], dict]]:
+    """One good login (IMAP, and the webmail's when it refused one): Dovecot
+    drops an address's penalty at its next good login. Not reported."""
+    for req, box in boxes:
+        entry = credentials.get(box["address"])
+        if req.get("status") == "suspended" or box["address"] not in chosen or entry is None:
+            continue
+        logins = [partial(check_imap, req, box["address"], entry["password"], cfg,
+                          False, REFUSAL_TIMEOUT)]
+        if webmail and cfg.get("webmail_host"):
+            logins.append(partial(check_webmail, req, cfg, box["address"], entry["password"]))
+        return logins
+    return []
+
+
+def _webmail_checks(boxes: list[tuple[Mapping, Mapping]], chosen: set[str], refused: set[str],
+                    credentials: Mapping[str, Mapping], cfg: Mapping,
+                    changed: Iterable[str] | None
+                    ) -> tuple[list[Callable[[], dict]], list[int]]:
     """Webmail logins: the chosen mailboxes of new or reset accounts (all the
-    chosen ones without ``changed``) and of suspended agencies (refused); the
-    page alone when there is none of them."""
+    chosen ones without ``changed``) and the refusals' mailboxes (refused);
+    the page alone when there is none of them. Also the indexes of the
+    refusals among them."""
     host = cfg.get("webmail_host")
     if not host:
-        return []
+        return [], []
     changed = None if changed is None else set(changed)
     checks: list[Callable[[], dict]] = []
+    refusals: list[int] = []
     for req, box in boxes:
         suspended = req.get("status") == "suspended"
         entry = credentials.get(box["address"])
-        if box["address"] not in chosen or entry is None:
+        if box["address"] not in (refused if suspended else chosen) or entry is None:
             continue
         if suspended or changed is None or req["subdomain"] in changed:
+            if suspended:
+                refusals.append(len(checks))
             checks.append(partial(check_webmail, req, cfg, box["address"], entry["password"],
                                   suspended))
     if not checks:
         checks.append(partial(check_webmail, {"subdomain": "-"}, cfg))
-    return checks
+    return checks, refusals
 
 
 def check_webmail(req: Mapping, cfg: Mapping, address: str | None = None,
@@ -365,3 +417,20 @@ def _imap_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping,
         step = len(others) / sample
         chosen.update(others[int(i * step)] for i in range(sample))
     return chosen
+
+
+def _refusals_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping) -> set[str]:
+    """Suspended mailboxes whose refusal is tried (see ``run_postchecks``)."""
+    suspended = [box["address"] for req, box in boxes if req.get("status") == "suspended"]
+    if cfg.get("imap_all"):
+        return set(suspended)
+    firsts: dict[str, str] = {}
+    for req, box in boxes:
+        if req.get("status") == "suspended":
+            firsts.setdefault(req["subdomain"], box["address"])
+    agencies = list(firsts.values())
+    sample = min(int(cfg.get("refusal_sample", 3)), len(agencies))
+    if not sample:
+        return set()
+    step = len(agencies) / sample
+    return {agencies[int(i * step)] for i in range(sample)}

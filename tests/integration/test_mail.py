@@ -156,6 +156,44 @@ def test_a_wrong_password_is_refused(requests):
         imaps(box, "salah-salah-salah").logout()
 
 
+def _penalty(ip: str = "127.0.0.1") -> int:
+    """Dovecot's authentication penalty for an address (0 when it has none)."""
+    for line in doveadm("penalty").splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == ip:
+            return int(fields[1])
+    return 0
+
+
+def test_the_post_check_s_refused_logins_leave_no_penalty_behind(requests, register, settings):
+    """Each refused password raises Dovecot's penalty for the address it came
+    from, and the penalty (up to 15 s) then delays every login from there:
+    the next post-check's and, behind the webmail, every staff member's. The
+    post-check refuses suspended mailboxes on purpose; it must end with the
+    penalty cleared."""
+    from sop import postcheck
+
+    reqs = [r for r in requests if r["mail"] and r["mail"]["mailboxes"]]
+    good, victim = reqs[0], {**reqs[1], "status": "suspended", "hosting": None}
+    wrong = victim["mail"]["mailboxes"][0]["address"]
+    credentials = {**register.accounts, wrong: {"password": f"salah-{uid()}"}}
+    cfg = {**settings.get("sop_postcheck"),
+           "webmail_host": settings.get("sop_webmail")["hostname"]}
+    first = good["mail"]["mailboxes"][0]["address"]
+    postcheck.check_imap(good, first, password(register, first), cfg, timeout=30)
+    # The control: a refusal alone leaves a penalty.
+    assert postcheck.check_imap(victim, wrong, f"salah-{uid()}", cfg, suspended=True)["ok"]
+    assert _penalty() > 0, "a refused login left no penalty: this test proves nothing"
+
+    results = postcheck.run_postchecks([victim, good], credentials, cfg,
+                                       changed={good["subdomain"]})
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]]
+    refused = [r for r in results if r["target"] == wrong]
+    assert [r["check"] for r in refused] == ["imap", "webmail"]
+    assert all("ditolak" in r["detail"] for r in refused)
+    assert _penalty() == 0
+
+
 def _read_until(sock: socket.socket, marker: bytes) -> bytes:
     """Server lines up to and including the one that starts with ``marker``."""
     data = b""

@@ -158,3 +158,74 @@ def test_webmail_page_alone_when_no_account_changed_and_nothing_without_a_webmai
     assert _webmail_plan(monkeypatch, reqs, set(), webmail_host="webmail.example.go.id") == \
         [("-", None, False)]
     assert _webmail_plan(monkeypatch, reqs, set()) == []
+
+
+def _call_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Replaces the checks by ones that log (kind, address, suspended) in call order."""
+    calls: list[tuple] = []
+
+    def imap(req, address, password, cfg, suspended=False, timeout=None):
+        calls.append(("imap", address, suspended))
+        return {"check": "imap", "target": address, "ok": True}
+
+    def webmail(req, cfg, address=None, password=None, suspended=False):
+        calls.append(("webmail", address, suspended))
+        return {"check": "webmail", "target": address, "ok": True}
+
+    monkeypatch.setattr(postcheck, "check_dns", lambda req, cfg: {"check": "dns",
+                                                                  "target": req["subdomain"]})
+    monkeypatch.setattr(postcheck, "check_imap", imap)
+    monkeypatch.setattr(postcheck, "check_webmail", webmail)
+    return calls
+
+
+def test_refusals_come_last_then_one_good_login_clears_dovecot_s_penalty(monkeypatch):
+    """A refused password raises Dovecot's penalty for the checking address,
+    which delays its good logins too: those must not come after a refusal,
+    and the run must not end on one."""
+    calls = _call_log(monkeypatch)
+    reqs = [_mail_request("tangguh", ["admin"], status="suspended"),
+            _mail_request("baru", ["admin", "kepala"])]
+    creds = {b["address"]: {"password": "rahasia"} for r in reqs for b in r["mail"]["mailboxes"]}
+    results = postcheck.run_postchecks(reqs, creds, {"webmail_host": "webmail.example"},
+                                       {"baru", "tangguh"}, workers=1)
+    refused = [n for n, call in enumerate(calls) if call[2]]
+    assert [calls[n] for n in refused] == [("imap", "admin@tangguh.example.go.id", True),
+                                           ("webmail", "admin@tangguh.example.go.id", True)]
+    assert max(n for n, call in enumerate(calls) if not call[2]) > max(refused), \
+        "the run ends on a refused login"
+    assert min(refused) == 4, "a good login came after a refusal"
+    assert calls[-2:] == [("imap", "admin@baru.example.go.id", False),
+                          ("webmail", "admin@baru.example.go.id", False)]
+    # The report: request order, and the clearing logins are not rows of it.
+    assert [(r["check"], r["target"]) for r in results] == [
+        ("dns", "tangguh"), ("imap", "admin@tangguh.example.go.id"),
+        ("dns", "baru"), ("imap", "admin@baru.example.go.id"),
+        ("imap", "kepala@baru.example.go.id"), ("webmail", "admin@tangguh.example.go.id"),
+        ("webmail", "admin@baru.example.go.id"), ("webmail", "kepala@baru.example.go.id")]
+
+
+def test_no_refusal_no_clearing_login(monkeypatch):
+    calls = _call_log(monkeypatch)
+    reqs = [_mail_request("baru", ["admin"])]
+    postcheck.run_postchecks(reqs, {"admin@baru.example.go.id": {"password": "x"}}, {},
+                             {"baru"}, workers=1)
+    assert calls == [("imap", "admin@baru.example.go.id", False)]
+
+
+def test_refusals_are_tried_for_one_mailbox_of_a_spread_sample_of_suspended_agencies(
+        monkeypatch):
+    calls = _call_log(monkeypatch)
+    reqs = [_mail_request(f"t{i}", ["a", "b"], status="suspended") for i in range(12)]
+    reqs.append(_mail_request("aktif", ["admin"]))
+    creds = {b["address"]: {"password": "x"} for r in reqs for b in r["mail"]["mailboxes"]}
+    postcheck.run_postchecks(reqs, creds, {}, set(), workers=1)
+    refused = [address for _, address, suspended in calls if suspended]
+    assert refused == ["a@t0.example.go.id", "a@t4.example.go.id", "a@t8.example.go.id"]
+    calls.clear()
+    postcheck.run_postchecks(reqs, creds, {"refusal_sample": 0}, set(), workers=1)
+    assert not any(suspended for *_, suspended in calls)
+    assert calls == [("imap", "admin@aktif.example.go.id", False)], "no refusal, no clearing"
+    calls.clear()
+    postcheck.run_postchecks(reqs, creds, {"imap_all": True}, set(), workers=1)
+    assert sum(1 for *_, suspended in calls if suspended) == 24
