@@ -255,6 +255,9 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     printed: list[Path] = []
     if ok and not check:
         printed = _check_and_print(settings, register, record, served, new, progress, printouts)
+        # DNSSEC: what the registrar must do with the DS, when anything (sop dnssec ds).
+        record["notes"].extend(dnssec.report_notes(settings,
+                                                   dnssec.keys_from_events(result.events)))
     record["printouts"] = [str(p) for p in printed]
     _finish_record(settings, record, requests, new, register, progress, ok, check, len(printed))
     _prune_runs(settings.state_dir / "runs")
@@ -341,7 +344,8 @@ def _check_and_print(settings: Settings, register, record: dict, served: list, n
     if logins < boxes:
         record["notes"].append(
             f"Login IMAP diperiksa pada {logins} dari {boxes} kotak surat: semua yang "
-            "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah."
+            "akunnya baru atau kata sandinya baru, ditambah sampel dari yang tidak berubah "
+            "dan dari yang ditangguhkan."
         )
     printed: list[Path] = []
     if printouts:
@@ -353,8 +357,6 @@ def _check_and_print(settings: Settings, register, record: dict, served: list, n
         record["notes"].append(
             "Dokumen cetak menunggu dicetak dengan `sop print`: " + ", ".join(pending) + "."
         )
-    # DNSSEC: what the registrar must do with the DS, when anything (sop dnssec ds).
-    record["notes"].extend(dnssec.report_notes(settings))
     failed_checks = [c for c in record["postchecks"] if not c["ok"]]
     if failed_checks:
         record["status"] = "failed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .config import runner_env
@@ -123,13 +124,31 @@ def read_keys(settings) -> tuple[str, list[dict]]:
     return settings.zone, keys
 
 
-def report_notes(settings) -> list[str]:
+# The task of playbooks/dnssec-ds.yml, also a play of site.yml.
+LIST_TASK = "List each key-signing key's state and DS (SHA-256)"
+
+
+def keys_from_events(events: Iterable[dict]) -> list[dict] | None:
+    """The keys listed by a run of site.yml (its events); None when the run
+    did not list them."""
+    for event in events:
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and data.get("task") == LIST_TASK:
+            return parse_keys((data.get("res") or {}).get("stdout", ""))
+    return None
+
+
+def report_notes(settings, keys: list[dict] | None = None) -> list[str]:
     """Lines for the run report when the registrar has something to do (none else;
-    none for an unsigned zone: the primary has no key-signing key)."""
-    try:
-        zone, keys = read_keys(settings)
-    except SopError as exc:
-        return [f"DNSSEC: {exc}."]
+    none for an unsigned zone: the primary has no key-signing key). ``keys``:
+    as the run listed them; without them, they are read from the primary."""
+    if keys is None:
+        try:
+            zone, keys = read_keys(settings)
+        except SopError as exc:
+            return [f"DNSSEC: {exc}."]
+    else:
+        zone = settings.zone
     publish = [ds for k in wanted(keys) if k.get("DSState") != "omnipresent" for ds in k["ds"]]
     withdraw = [ds for k in keys if k not in wanted(keys) and k.get("DSState") != "hidden"
                 for ds in k["ds"]]

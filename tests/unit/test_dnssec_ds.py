@@ -64,3 +64,35 @@ def test_a_primary_that_cannot_be_asked_is_a_note_not_a_failed_run(monkeypatch):
 
     monkeypatch.setattr(dnssec, "read_keys", unreachable)
     assert dnssec.report_notes(None) == ["DNSSEC: ns1: unreachable."]
+
+
+def test_the_run_report_reads_the_keys_from_the_run_itself_without_a_second_run(monkeypatch):
+    """site.yml lists the keys (dnssec-ds.yml is one of its plays): the report
+    takes them from the run's events; the primary is not asked again."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import yaml
+
+    from sop import dnssec
+
+    repo = Path(__file__).resolve().parents[2]
+    site = yaml.safe_load((repo / "playbooks" / "site.yml").read_text())
+    assert any(play.get("ansible.builtin.import_playbook") == "dnssec-ds.yml" for play in site)
+    listing = yaml.safe_load((repo / "playbooks" / "dnssec-ds.yml").read_text())
+    assert listing[0]["tasks"][0]["name"] == dnssec.LIST_TASK
+
+    events = [{"event": "runner_on_ok", "event_data": {"task": "Something else",
+                                                       "res": {"stdout": "### x"}}},
+              {"event": "runner_on_ok", "event_data": {"task": dnssec.LIST_TASK,
+                                                       "res": {"stdout": OUTPUT}}}]
+    keys = dnssec.keys_from_events(events)
+    assert [k["tag"] for k in keys] == ["40194", "11111"]
+    assert dnssec.keys_from_events(events[:1]) is None
+
+    def second_run(settings):
+        raise AssertionError("the primary was asked again")
+
+    monkeypatch.setattr(dnssec, "read_keys", second_run)
+    notes = dnssec.report_notes(SimpleNamespace(zone=ZONE), keys)
+    assert len(notes) == 2 and f"untuk {ZONE}" in notes[0] and "DS 40194" in notes[0]
