@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,6 +237,8 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
     requests, new = _load_requests(settings, out)
     progress = Progress(out=out)
+    # The documents' library loads while Ansible runs, not after it.
+    threading.Thread(target=documents.warm, daemon=True, name="sop-warm").start()
     t0 = time.monotonic()
     result = run_playbook(settings, settings.state_dir / "runs" / run_id, progress,
                           _extravars(overcommit, allow_large_removal), check)
