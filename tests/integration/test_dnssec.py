@@ -334,3 +334,26 @@ def test_a_certificate_issued_again_keeps_the_key_and_the_published_tlsa(anchor)
     assert {port: tlsa(port) for port in MAIL_PORTS} == published
     assert int(zonestatus()["serial"]) == zone_serial
     assert_tlsa_matches_what_postfix_serves()
+
+
+def test_a_next_key_s_hash_is_published_beside_the_current_one_and_a_bad_one_refused(anchor):
+    """Changing the mail key: the next key's record first (README "DANE"); a hash
+    that is not 64 hex digits stops the run before the zone changes."""
+    current = tlsa(25)
+    following = hashlib.sha256(b"the next mail key").hexdigest()
+    try:
+        result = dns_playbook("-e", f'{{"sop_mail_tlsa_next_spki": ["{following.upper()}"]}}')
+        assert result.returncode == 0, result.stdout[-3000:]
+        for port in MAIL_PORTS:
+            assert tlsa(port) == current | {f"3 1 1 {following}"}, tlsa(port)
+        validated = delv(anchor, f"_587._tcp.{MAIL}", "TLSA")
+        assert validated.stdout.startswith("; fully validated"), validated.stdout
+        zone_text = ZONE_FILE.read_text()
+        bad = dns_playbook("-e", '{"sop_mail_tlsa_next_spki": ["not-a-hash"]}')
+        assert bad.returncode != 0
+        assert "64 hex digits" in bad.stdout, bad.stdout[-3000:]
+        assert ZONE_FILE.read_text() == zone_text
+    finally:
+        restore = dns_playbook()
+        assert restore.returncode == 0, restore.stdout[-3000:]
+    assert tlsa(25) == current
