@@ -392,6 +392,32 @@ def test_renewal_installs_the_new_certificates_and_reloads_the_daemons(productio
         assert mail_tlsa(port) == {f"3 1 1 {spki}"}
 
 
+def test_a_mail_lineage_issued_before_reuse_key_is_given_it_and_then_keeps_its_key(production):
+    """A mail host whose certificate was issued before this setting (no reuse_key in its
+    renewal configuration): the next apply adds it, and a renewal then keeps the key."""
+    mail1 = production["network"].containers["mail1"]
+    conf = "/etc/letsencrypt/renewal/mail-host.conf"
+    mail1.ssh(f"sed -i '/^reuse_key/d' {conf}")
+    assert "reuse_key" not in mail1.ssh(f"cat {conf}").stdout
+    spki = mail_spki()
+    result, _, _ = apply_workflow()
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert R.latest_record()["status"] == "ok"
+    assert re.search(r"^reuse_key = True$", mail1.ssh(f"cat {conf}").stdout, re.MULTILINE)
+    def installed() -> tuple[str, str]:
+        """The installed key's SPKI hash and the installed chain's hash."""
+        out = mail1.ssh("openssl pkey -in /etc/ssl/sop/mail.key -pubout -outform DER | sha256sum;"
+                        " sha256sum < /etc/ssl/sop/mail.fullchain.pem").stdout.split()
+        return out[0], out[2]
+
+    key, chain = installed()
+    assert key == spki
+    mail1.ssh("certbot renew --force-renewal --no-random-sleep-on-renew --cert-name mail-host",
+              timeout=300)
+    assert installed()[1] != chain and installed()[0] == spki
+    assert mail_tlsa(25) == {f"3 1 1 {spki}"}
+
+
 # --- One controller, one apply at a time --------------------------------------------
 
 def test_a_second_controller_is_refused_while_an_apply_runs(production):
