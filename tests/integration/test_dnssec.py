@@ -12,7 +12,10 @@ name is signed as soon as it is served.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import smtplib
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -23,8 +26,10 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.zone
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .conftest import VENV_BIN, run
+from .conftest import VENV_BIN, changed_tasks, playbook, run
 from .test_dns import (
     DNS,
     SECONDARY_PORT,
@@ -41,6 +46,7 @@ from .test_dns import (
 from .test_dns import secondary as _secondary
 
 KEY_DIR = Path("/var/lib/bind/keys")
+MAIL = f"mail.{ZONE}"
 # The lab's secondary (a second named on port 5300), as tests/integration/test_dns.py sets it up.
 secondary = _secondary
 AGENCY = f"dinkes.{ZONE}"
@@ -220,12 +226,134 @@ def test_signing_turned_off_and_on_again_signs_what_the_file_says_now(anchor, tm
         assert "inline-signing" not in Path("/etc/bind/named.conf.local").read_text()
         assert eventually(lambda: zonestatus().get("secure") == "no")
         assert query(label, "A").answer  # served unsigned
+        # DANE records only in a signed zone: none while it is not.
+        assert ZONE_FILE.read_text().count("TLSA") == 0
+        assert not query(f"_25._tcp.{MAIL}", "TLSA").answer
         on = dns_playbook("-e", requests)
         assert on.returncode == 0, on.stdout[-3000:]
         result = delv(anchor, label, "A")
         assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+        assert delv(anchor, f"_25._tcp.{MAIL}", "TLSA").stdout.startswith("; fully validated")
         # The same key as before: the DS at the parent stays right.
         assert signing_keys() == keys
     finally:
         restore = dns_playbook()
         assert restore.returncode == 0, restore.stdout[-3000:]
+
+
+# --- DANE: TLSA 3 1 1 for the mail host ---------------------------------------------
+
+MAIL_PORTS = (25, 465, 587)
+LAB_MAIL_CERT = Path("/etc/sop-lab-ca/mail.crt")
+LAB_MAIL_KEY = Path("/etc/sop-lab-ca/mail.key")
+
+
+def tlsa(port: int, server_port: int = 53) -> set[str]:
+    """The TLSA records the name server answers for the mail host's port, as text."""
+    return {rd.to_text() for rrset in query(f"_{port}._tcp.{MAIL}", "TLSA", server_port).answer
+            if rrset.rdtype == dns.rdatatype.TLSA for rd in rrset}
+
+
+def spki_sha256(der_cert: bytes) -> str:
+    spki = x509.load_der_x509_certificate(der_cert).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def served_certificate(port: int) -> bytes:
+    """The certificate Postfix presents on 127.0.0.1: STARTTLS on 25 and 587, TLS on 465.
+    Not checked against any CA here: DANE 3 1 1 pins the key, whoever signed it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if port == 465:
+        with smtplib.SMTP_SSL(DNS, port, timeout=10, context=ctx) as smtp:
+            return smtp.sock.getpeercert(binary_form=True)
+    with smtplib.SMTP(DNS, port, timeout=10) as smtp:
+        smtp.starttls(context=ctx)
+        return smtp.sock.getpeercert(binary_form=True)
+
+
+def assert_tlsa_matches_what_postfix_serves() -> str:
+    """Every port has exactly the record of the key Postfix presents there; its hash."""
+    hashes = {port: spki_sha256(served_certificate(port)) for port in MAIL_PORTS}
+    assert len(set(hashes.values())) == 1, hashes
+    digest = hashes[25]
+    for port in MAIL_PORTS:
+        assert tlsa(port) == {f"3 1 1 {digest}"}, (port, tlsa(port), digest)
+    return digest
+
+
+def test_the_mail_host_s_tlsa_records_are_fully_validated(anchor):
+    result = delv(anchor, f"_25._tcp.{MAIL}", "TLSA")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+    found = re.search(rf"^_25\._tcp\.{re.escape(MAIL)}\.\s+\d+\s+IN\s+TLSA\s+3 1 1 ([0-9A-F ]+)$",
+                      result.stdout, re.MULTILINE)
+    assert found, result.stdout
+    assert tlsa(25) == {"3 1 1 " + found.group(1).replace(" ", "").lower()}
+    assert re.search(r"\sRRSIG\s+TLSA 13 ", result.stdout), result.stdout  # ECDSA P-256
+    # The same set on the three ports; none on a port Postfix does not serve.
+    assert tlsa(25) and tlsa(25) == tlsa(465) == tlsa(587)
+    assert not tlsa(2525)
+
+
+def test_the_tlsa_data_is_the_key_postfix_serves_on_25_465_and_587(anchor):
+    digest = assert_tlsa_matches_what_postfix_serves()
+    # ... which is the key on the mail host (not a hash of something else).
+    key = subprocess.run(["openssl", "pkey", "-in", str(LAB_MAIL_KEY), "-pubout", "-outform",
+                          "DER"], capture_output=True, check=False)
+    assert key.returncode == 0 and hashlib.sha256(key.stdout).hexdigest() == digest
+
+
+def test_the_secondary_serves_the_tlsa_records_fully_validated(anchor, secondary):
+    # Runs since (without the secondary in the inventory) stopped the notifies:
+    # a run with it brings the secondary up to date.
+    result = dns_playbook(inventories=[secondary])
+    assert result.returncode == 0, result.stdout[-3000:]
+    eventually(lambda: serial(SECONDARY_PORT) == serial())
+    result = delv(anchor, f"_25._tcp.{MAIL}", "TLSA", port=SECONDARY_PORT)
+    assert result.stdout.startswith("; fully validated"), result.stdout + result.stderr
+    for port in MAIL_PORTS:
+        assert tlsa(port, SECONDARY_PORT) == tlsa(port)
+
+
+def test_a_certificate_issued_again_keeps_the_key_and_the_published_tlsa(anchor):
+    """The lab CA issues the mail certificate again (it nears its end): the key,
+    and so the TLSA record, stay; the zone is not even changed."""
+    published = {port: tlsa(port) for port in MAIL_PORTS}
+    key_before = LAB_MAIL_KEY.read_bytes()
+    cert_before = LAB_MAIL_CERT.read_bytes()
+    zone_serial = int(zonestatus()["serial"])
+    # Every certificate "expires within" a renewal window longer than its life.
+    result = playbook("-v", "-e", "lab_pki_renew_days=100000")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert f"issued {LAB_MAIL_CERT} again" in result.stdout, changed_tasks(result.stdout)
+    assert LAB_MAIL_CERT.read_bytes() != cert_before
+    assert LAB_MAIL_KEY.read_bytes() == key_before
+    assert {port: tlsa(port) for port in MAIL_PORTS} == published
+    assert int(zonestatus()["serial"]) == zone_serial
+    assert_tlsa_matches_what_postfix_serves()
+
+
+def test_a_next_key_s_hash_is_published_beside_the_current_one_and_a_bad_one_refused(anchor):
+    """Changing the mail key: the next key's record first (README "DANE"); a hash
+    that is not 64 hex digits stops the run before the zone changes."""
+    current = tlsa(25)
+    following = hashlib.sha256(b"the next mail key").hexdigest()
+    try:
+        result = dns_playbook("-e", f'{{"sop_mail_tlsa_next_spki": ["{following.upper()}"]}}')
+        assert result.returncode == 0, result.stdout[-3000:]
+        for port in MAIL_PORTS:
+            assert tlsa(port) == current | {f"3 1 1 {following}"}, tlsa(port)
+        validated = delv(anchor, f"_587._tcp.{MAIL}", "TLSA")
+        assert validated.stdout.startswith("; fully validated"), validated.stdout
+        zone_text = ZONE_FILE.read_text()
+        bad = dns_playbook("-e", '{"sop_mail_tlsa_next_spki": ["not-a-hash"]}')
+        assert bad.returncode != 0
+        assert "64 hex digits" in bad.stdout, bad.stdout[-3000:]
+        assert ZONE_FILE.read_text() == zone_text
+    finally:
+        restore = dns_playbook()
+        assert restore.returncode == 0, restore.stdout[-3000:]
+    assert tlsa(25) == current

@@ -16,6 +16,7 @@ before left.
 from __future__ import annotations
 
 import base64
+import hashlib
 import imaplib
 import json
 import os
@@ -300,6 +301,33 @@ def delv(anchor: Path, server: str, name: str, rdtype: str) -> subprocess.Comple
                            name, rdtype], capture_output=True, text=True, check=False)
 
 
+def mail_tlsa(port: int, server: str = "ns1") -> set[str]:
+    answer = dns.query.udp(dns.message.make_query(f"_{port}._tcp.{MAIL_NAME}", "TLSA"),
+                           address(server), timeout=5)
+    return {rd.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.TLSA
+            for rd in rrset}
+
+
+def mail_spki() -> str:
+    """SHA-256 of the SubjectPublicKeyInfo the mail host presents on 25, 465 and 587 (one key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    ctx = ssl.create_default_context(cafile=str(R.PEBBLE_ROOT))
+    ctx.check_hostname = False
+    ders = []
+    with smtplib.SMTP_SSL(address("mail1"), 465, timeout=10, context=ctx) as smtp:
+        ders.append(smtp.sock.getpeercert(binary_form=True))
+    for port in (25, 587):
+        with smtplib.SMTP(address("mail1"), port, timeout=10) as smtp:
+            smtp.starttls(context=ctx)
+            ders.append(smtp.sock.getpeercert(binary_form=True))
+    digests = {hashlib.sha256(x509.load_der_x509_certificate(der).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).hexdigest() for der in ders}
+    assert len(digests) == 1, digests
+    return digests.pop()
+
+
 def test_the_signed_zone_validates_at_both_name_servers_and_the_acme_zone_stays_unsigned(
         production, tmp_path):
     answer = dns.query.udp(dns.message.make_query(ZONE, "DNSKEY"), address("ns1"), timeout=5)
@@ -313,6 +341,15 @@ def test_the_signed_zone_validates_at_both_name_servers_and_the_acme_zone_stays_
     for server in ("ns1", "ns2"):  # the secondary serves the signed copy it transferred
         result = delv(anchor, server, f"dinkes.{ZONE}", "A")
         assert result.stdout.startswith("; fully validated"), (server, result.stdout, result.stderr)
+    # DANE: the mail host's TLSA records, signed, at both name servers ...
+    for server in ("ns1", "ns2"):
+        result = delv(anchor, server, f"_25._tcp.{MAIL_NAME}", "TLSA")
+        assert result.stdout.startswith("; fully validated"), (server, result.stdout, result.stderr)
+    # ... naming the key of the CA's certificate (issued after the DNS step,
+    # it replaced the stand-in's key: the run published the new key's hash).
+    served = mail_spki()
+    for port in (25, 465, 587):
+        assert mail_tlsa(port) == {f"3 1 1 {served}"}, (port, mail_tlsa(port), served)
     # The ACME challenge zone is delegated without DS: provably unsigned, not bogus.
     result = delv(anchor, "ns1", f"_acme-challenge.{ZONE}", "TXT")
     assert result.stdout.startswith("; unsigned answer"), result.stdout + result.stderr
@@ -330,6 +367,10 @@ def test_a_second_apply_changes_nothing(production):
 def test_renewal_installs_the_new_certificates_and_reloads_the_daemons(production):
     network = production["network"]
     before_mail = served_cert(address("mail1"), 993, MAIL_NAME)["serialNumber"]
+    spki = mail_spki()
+    # The mail certificate's renewals keep its key (DANE); the web's need not.
+    conf = network.containers["mail1"].ssh("cat /etc/letsencrypt/renewal/mail-host.conf").stdout
+    assert re.search(r"^reuse_key = True$", conf, re.MULTILINE), conf
     before_web = served_cert(address("web1"), 443, f"tidak-ada.{ZONE}")["serialNumber"]
     for host, lineage in (("mail1", "mail-host"), ("web1", "web-wildcard")):
         network.containers[host].ssh(
@@ -345,6 +386,36 @@ def test_renewal_installs_the_new_certificates_and_reloads_the_daemons(productio
 
         smtp.starttls(context=tls_context(str(R.PEBBLE_ROOT), MAIL_NAME))
         assert smtp.sock.getpeercert()["serialNumber"] != before_mail
+    # A new certificate, the same key: the published TLSA records still match.
+    assert mail_spki() == spki
+    for port in (25, 465, 587):
+        assert mail_tlsa(port) == {f"3 1 1 {spki}"}
+
+
+def test_a_mail_lineage_issued_before_reuse_key_is_given_it_and_then_keeps_its_key(production):
+    """A mail host whose certificate was issued before this setting (no reuse_key in its
+    renewal configuration): the next apply adds it, and a renewal then keeps the key."""
+    mail1 = production["network"].containers["mail1"]
+    conf = "/etc/letsencrypt/renewal/mail-host.conf"
+    mail1.ssh(f"sed -i '/^reuse_key/d' {conf}")
+    assert "reuse_key" not in mail1.ssh(f"cat {conf}").stdout
+    spki = mail_spki()
+    result, _, _ = apply_workflow()
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert R.latest_record()["status"] == "ok"
+    assert re.search(r"^reuse_key = True$", mail1.ssh(f"cat {conf}").stdout, re.MULTILINE)
+    def installed() -> tuple[str, str]:
+        """The installed key's SPKI hash and the installed chain's hash."""
+        out = mail1.ssh("openssl pkey -in /etc/ssl/sop/mail.key -pubout -outform DER | sha256sum;"
+                        " sha256sum < /etc/ssl/sop/mail.fullchain.pem").stdout.split()
+        return out[0], out[2]
+
+    key, chain = installed()
+    assert key == spki
+    mail1.ssh("certbot renew --force-renewal --no-random-sleep-on-renew --cert-name mail-host",
+              timeout=300)
+    assert installed()[1] != chain and installed()[0] == spki
+    assert mail_tlsa(25) == {f"3 1 1 {spki}"}
 
 
 # --- One controller, one apply at a time --------------------------------------------

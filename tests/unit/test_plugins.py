@@ -171,6 +171,9 @@ def render(template: str, **variables) -> str:
                              trim_blocks=True, undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(bind.FilterModule().filters())
+    # Ansible's own `bool` (the zone template reads bind_dnssec with it).
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in (
+        "yes", "on", "1", "true")
     base = {"ansible_managed": "Ansible managed", "bind_zone_name": ZONE, "bind_zone_ttl": 3600,
             "bind_zone_hostmaster": f"host.master@{ZONE}",
             "bind_zone_soa": {"refresh": 3600, "retry": 900, "expire": 1209600,
@@ -217,6 +220,29 @@ def test_the_rendered_zone_passes_named_checkzone_with_long_txt(tmp_path):
     assert txt.ttl == 600 and b"".join(txt[0].strings).decode() == dkim
     assert all(len(s) <= 255 for s in txt[0].strings)
     assert zone.get_rdataset("ns2", "AAAA")[0].address == "2001:db8::54"
+
+
+def test_tlsa_records_are_rendered_only_in_a_signed_zone(tmp_path):
+    """DANE: 3 1 1 per port and hash under the mail host; none when unsigned."""
+    current, following = "AB" * 32, "cd" * 32
+    tlsa = [{"name": f"mail.{ZONE}.", "spki_sha256": [current, following]}]
+    records = [{"name": "mail", "type": "A", "value": "192.0.2.25"}]
+    signed = render("var/lib/bind/db.zone.j2", bind_zone_records=records, bind_dnssec=True,
+                    bind_tlsa=tlsa)
+    result = checkzone(tmp_path, signed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    zone = dns.zone.from_text(signed, origin=ZONE, relativize=True, check_origin=True)
+    for port in (25, 465, 587):
+        rdataset = zone.get_rdataset(f"_{port}._tcp.mail", "TLSA")
+        assert rdataset is not None and rdataset.ttl == 3600
+        assert sorted(rd.to_text() for rd in rdataset) == [f"3 1 1 {current.lower()}",
+                                                          f"3 1 1 {following}"]
+    assert len([n for n in zone.nodes if str(n).endswith("._tcp.mail")]) == 3
+    unsigned = render("var/lib/bind/db.zone.j2", bind_zone_records=records, bind_dnssec=False,
+                      bind_tlsa=tlsa)
+    assert "TLSA" not in unsigned
+    assert "TLSA" not in render("var/lib/bind/db.zone.j2", bind_zone_records=records,
+                                bind_tlsa=tlsa)
 
 
 @pytest.mark.parametrize("bad, message", [
