@@ -318,3 +318,36 @@ def test_full_backup_disk_is_a_failed_backup(conf, tmp_path, backed_up):
         assert "space" in status["last"]["message"].lower(), status["last"]["message"]
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_failed_dump_fails_the_backup_and_keeps_the_last_good_dumps(conf, backed_up):
+    """A database mariadb-dump cannot read (a view on a dropped table): the
+    backup fails naming the dump and makes no archive; the dumps and the last
+    good backup stay as they were; the next backup after the repair is good."""
+    dumps = Path(conf["dump_dir"]) / "mariadb"
+    before = {p.name: p.read_bytes() for p in dumps.iterdir()}
+    assert f"{backed_up['database']}.sql" in before
+    status_file = Path(conf["status_file"])
+    last_good = json.loads(status_file.read_text())["last_good"]
+    archives = len(json.loads(client_borg(conf, "list", "--json", conf["repository"])
+                              .stdout)["archives"])
+    broken = mariadb("CREATE DATABASE sop_broken_test; USE sop_broken_test; "
+                     "CREATE TABLE t (v INT); CREATE VIEW v AS SELECT v FROM t; DROP TABLE t;")
+    assert broken.returncode == 0, broken.stderr
+    try:
+        done = sop("backup", "run")
+        assert done.returncode != 0, done.stdout
+        status = json.loads(status_file.read_text())
+        assert status["last"]["ok"] is False
+        assert "dump mariadb failed" in status["last"]["message"], status["last"]
+        assert status["last_good"] == last_good
+        assert {p.name: p.read_bytes() for p in dumps.iterdir()} == before
+        after = json.loads(client_borg(conf, "list", "--json", conf["repository"]).stdout)
+        assert len(after["archives"]) == archives, "an archive was made without the dump"
+        flagged = json.loads(sop("backup", "status", "--json").stdout)[0]["problems"]
+        assert flagged, "status does not flag the failed backup"
+    finally:
+        mariadb("DROP DATABASE IF EXISTS sop_broken_test;")
+    done = sop("backup", "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(status_file.read_text())["last"]["ok"] is True
