@@ -298,26 +298,34 @@ def _webmail_checks(boxes: list[tuple[Mapping, Mapping]], chosen: set[str], refu
                     credentials: Mapping[str, Mapping], cfg: Mapping,
                     changed: Iterable[str] | None
                     ) -> tuple[list[Callable[[], dict]], list[int]]:
-    """Webmail logins: the chosen mailboxes of new or reset accounts (all the
-    chosen ones without ``changed``) and the refusals' mailboxes (refused);
-    the page alone when there is none of them. Also the indexes of the
-    refusals among them."""
+    """Webmail logins: of the chosen mailboxes of new or reset accounts (all the
+    chosen ones without ``changed``), ``webmail_sample`` (default 5) spread
+    over the list (every one with ``imap_all``): each is a whole Roundcube
+    session, and IMAP has logged every one of them in already; and the
+    refusals' mailboxes (refused); the page alone when there is none of them.
+    Also the indexes of the refusals among them."""
     host = cfg.get("webmail_host")
     if not host:
         return [], []
     changed = None if changed is None else set(changed)
+    logins = [(req, box) for req, box in boxes
+              if req.get("status") != "suspended" and box["address"] in chosen
+              and box["address"] in credentials
+              and (changed is None or req["subdomain"] in changed)]
+    sample = len(logins) if cfg.get("imap_all") else int(cfg.get("webmail_sample", 5))
+    step = len(logins) / sample if 0 < sample < len(logins) else 1
+    sampled = {logins[int(i * step)][1]["address"] for i in range(min(sample, len(logins)))}
     checks: list[Callable[[], dict]] = []
     refusals: list[int] = []
     for req, box in boxes:
         suspended = req.get("status") == "suspended"
         entry = credentials.get(box["address"])
-        if box["address"] not in (refused if suspended else chosen) or entry is None:
+        if box["address"] not in (refused if suspended else sampled) or entry is None:
             continue
-        if suspended or changed is None or req["subdomain"] in changed:
-            if suspended:
-                refusals.append(len(checks))
-            checks.append(partial(check_webmail, req, cfg, box["address"], entry["password"],
-                                  suspended))
+        if suspended:
+            refusals.append(len(checks))
+        checks.append(partial(check_webmail, req, cfg, box["address"], entry["password"],
+                              suspended))
     if not checks:
         checks.append(partial(check_webmail, {"subdomain": "-"}, cfg))
     return checks, refusals
