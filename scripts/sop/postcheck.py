@@ -313,8 +313,7 @@ def _webmail_checks(boxes: list[tuple[Mapping, Mapping]], chosen: set[str], refu
               and box["address"] in credentials
               and (changed is None or req["subdomain"] in changed)]
     sample = len(logins) if cfg.get("imap_all") else int(cfg.get("webmail_sample", 5))
-    step = len(logins) / sample if 0 < sample < len(logins) else 1
-    sampled = {logins[int(i * step)][1]["address"] for i in range(min(sample, len(logins)))}
+    sampled = {box["address"] for _, box in _spread(logins, sample)}
     checks: list[Callable[[], dict]] = []
     refusals: list[int] = []
     for req, box in boxes:
@@ -420,10 +419,7 @@ def _imap_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping,
         return every
     chosen = {box["address"] for req, box in boxes if req["subdomain"] in changed}
     others = [box["address"] for req, box in boxes if req["subdomain"] not in changed]
-    sample = min(int(cfg.get("imap_sample", 5)), len(others))
-    if sample:
-        step = len(others) / sample
-        chosen.update(others[int(i * step)] for i in range(sample))
+    chosen.update(_spread(others, int(cfg.get("imap_sample", 5))))
     return chosen
 
 
@@ -436,9 +432,11 @@ def _refusals_chosen(boxes: list[tuple[Mapping, Mapping]], cfg: Mapping) -> set[
     for req, box in boxes:
         if req.get("status") == "suspended":
             firsts.setdefault(req["subdomain"], box["address"])
-    agencies = list(firsts.values())
-    sample = min(int(cfg.get("refusal_sample", 3)), len(agencies))
-    if not sample:
-        return set()
-    step = len(agencies) / sample
-    return {agencies[int(i * step)] for i in range(sample)}
+    return set(_spread(list(firsts.values()), int(cfg.get("refusal_sample", 3))))
+
+
+def _spread(items: list, n: int) -> list:
+    """``n`` of the items spread evenly over the list (all of them when they
+    are at most ``n``; none when ``n`` is 0)."""
+    n = max(0, min(n, len(items)))
+    return [items[len(items) * i // n] for i in range(n)]
