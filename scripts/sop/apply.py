@@ -238,10 +238,12 @@ def _apply_locked(settings: Settings, overcommit: bool, check: bool, printouts: 
     requests, new = _load_requests(settings, out)
     progress = Progress(out=out)
     # The documents' library loads while Ansible runs, not after it.
-    threading.Thread(target=documents.warm, daemon=True, name="sop-warm").start()
+    warm = threading.Thread(target=documents.warm, daemon=True, name="sop-warm")
+    warm.start()
     t0 = time.monotonic()
     result = run_playbook(settings, settings.state_dir / "runs" / run_id, progress,
                           _extravars(overcommit, allow_large_removal), check)
+    warm.join()
     progress.finish()
     seconds = time.monotonic() - t0
     ok = result.rc == 0 and result.status == "successful"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from pathlib import Path
@@ -164,7 +163,6 @@ def _environment(settings: Mapping[str, Any]) -> jinja2.Environment:
 
 
 _font_config: tuple[int, Any] | None = None  # (process id, its FontConfiguration)
-_font_lock = threading.Lock()
 
 
 def _font_configuration() -> Any:
@@ -172,18 +170,17 @@ def _font_configuration() -> Any:
     document grows the process by about 0.3 MB a sheet that is never given
     back (fonts loaded again)."""
     global _font_config
-    with _font_lock:
-        if _font_config is None or _font_config[0] != os.getpid():
-            from weasyprint.text.fonts import FontConfiguration
+    if _font_config is None or _font_config[0] != os.getpid():
+        from weasyprint.text.fonts import FontConfiguration
 
-            _font_config = (os.getpid(), FontConfiguration())
-        return _font_config[1]
+        _font_config = (os.getpid(), FontConfiguration())
+    return _font_config[1]
 
 
 def warm() -> None:
     """Import WeasyPrint and make the font configuration ahead of the first
     document (about 0.6 s): `sop apply` does it in a thread while it waits
-    for Ansible."""
+    for Ansible, and joins that thread before it makes any document."""
     import weasyprint  # noqa: F401
 
     _font_configuration()
